@@ -1,0 +1,26 @@
+//! Sources of desired state for the gitops toolkit: implementations of
+//! [`gitops_core::Source`] that fetch upstream content and write it into an
+//! [`ArtifactStore`](gitops_core::ArtifactStore) as Flux's source-controller does.
+//!
+//! | module | what | cargo feature |
+//! | --- | --- | --- |
+//! | [`git`] | [`GitSource`]: Flux's GitRepository over `file://`, `git://` and smart HTTP(S), via gix | `git` (default) |
+//! | [`sourceignore`] | Flux's `.sourceignore` / `spec.ignore` / default exclusions, for any source | always |
+//! | [`semver_range`] | Masterminds/semver v3 ranges (Flux's `ref.semver`) on top of the `semver` crate | always |
+//!
+//! Build with `default-features = false` to leave gix (and its HTTP stack) out when only other
+//! backends are needed. The workspace dependency is declared that way, so crates of this
+//! workspace that want the Git source write
+//! `gitops-sources = { workspace = true, features = ["git"] }`.
+//!
+//! HTTPS uses rustls with the ring provider: the Git source installs it as the process default
+//! crypto provider on first HTTP use unless the application installed one.
+
+#[cfg(feature = "git")]
+pub mod git;
+pub mod semver_range;
+pub mod sourceignore;
+
+#[cfg(feature = "git")]
+pub use git::{GitAuth, GitError, GitReference, GitRepositorySpec, GitSource};
+pub use sourceignore::SourceIgnore;
