@@ -1,0 +1,495 @@
+//! Kustomization files and the file loader, as kustomize v5.5 reads them.
+//!
+//! - A folder's kustomization is `kustomization.yaml`, `kustomization.yml` or `Kustomization`
+//!   (exactly one of them).
+//! - Fields are decoded strictly: an unknown field is an error (`invalid Kustomization`); fields
+//!   of kustomize that this renderer does not implement yet are reported as unsupported rather
+//!   than ignored, so a build never silently differs from `kubectl kustomize`.
+//! - Files are loaded with kustomize's default `LoadRestrictionsRootOnly`: a file must be in or
+//!   below the folder of the kustomization naming it (after resolving symlinks); a base folder
+//!   may be anywhere but must not contain a folder already being built (a cycle).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::error::RenderError;
+use crate::yaml;
+
+/// The file names kustomize recognises, in its order.
+pub(crate) const KUSTOMIZATION_FILE_NAMES: [&str; 3] =
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// Fields of kustomize's `Kustomization` that this renderer does not implement yet.
+const UNSUPPORTED_FIELDS: &[&str] = &[
+    "buildMetadata",
+    "commonAnnotations",
+    "commonLabels",
+    "components",
+    "configurations",
+    "crds",
+    "generators",
+    "helmChartInflationGenerator",
+    "helmCharts",
+    "helmGlobals",
+    "imageTags",
+    "images",
+    "labels",
+    "namePrefix",
+    "nameSuffix",
+    "openapi",
+    "patches",
+    "patchesJson6902",
+    "patchesStrategicMerge",
+    "replacements",
+    "replicas",
+    "validators",
+    "vars",
+];
+
+/// The file of a folder's kustomization, if it has one.
+pub(crate) fn find_kustomization(dir: &Path) -> Result<Option<PathBuf>, RenderError> {
+    let mut found = None;
+    for name in KUSTOMIZATION_FILE_NAMES {
+        let p = dir.join(name);
+        if p.is_file() {
+            if found.is_some() {
+                return Err(RenderError::MultipleKustomizations {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            found = Some(p);
+        }
+    }
+    Ok(found)
+}
+
+/// kustomize's `GeneratorOptions`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct GeneratorOptions {
+    /// Labels added to generated objects.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to generated objects.
+    pub annotations: BTreeMap<String, String>,
+    /// Whether the content-hash suffix is left out.
+    pub disable_name_suffix_hash: bool,
+    /// Whether `immutable: true` is set.
+    pub immutable: bool,
+}
+
+impl GeneratorOptions {
+    /// kustomize's `MergeGlobalOptionsIntoLocal`: local labels and annotations win, a global
+    /// `true` wins over a local `false`.
+    pub(crate) fn merged(local: Option<&Self>, global: Option<&Self>) -> Option<Self> {
+        let Some(global) = global else {
+            return local.cloned();
+        };
+        let mut out = local.cloned().unwrap_or_default();
+        for (k, v) in &global.labels {
+            out.labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &global.annotations {
+            out.annotations
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+        }
+        out.disable_name_suffix_hash |= global.disable_name_suffix_hash;
+        out.immutable |= global.immutable;
+        Some(out)
+    }
+}
+
+/// One entry of `configMapGenerator` or `secretGenerator` (kustomize's `GeneratorArgs`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct GeneratorArgs {
+    /// The field path of the entry, for errors (`configMapGenerator[0]`).
+    pub field: String,
+    /// `name`.
+    pub name: String,
+    /// `namespace`.
+    pub namespace: String,
+    /// `behavior`: empty or `create`, `merge`, `replace`.
+    pub behavior: String,
+    /// `literals`: `key=value`.
+    pub literals: Vec<String>,
+    /// `files`: `path` or `key=path`.
+    pub files: Vec<String>,
+    /// `envs` (and the deprecated `env`).
+    pub envs: Vec<String>,
+    /// `options`.
+    pub options: Option<GeneratorOptions>,
+    /// `type` (secrets only).
+    pub secret_type: String,
+}
+
+/// The sort order of the output (`sortOptions.order`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum SortOrder {
+    /// kustomize's legacy order by kind, the default.
+    #[default]
+    Legacy,
+    /// The order objects were loaded in.
+    Fifo,
+}
+
+/// A kustomization file, reduced to what this renderer implements.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Kustomization {
+    /// The file it was read from (or the file Flux would generate).
+    pub file: PathBuf,
+    /// `namespace`.
+    pub namespace: String,
+    /// `resources` followed by the deprecated `bases`.
+    pub resources: Vec<String>,
+    /// `configMapGenerator`.
+    pub config_map_generator: Vec<GeneratorArgs>,
+    /// `secretGenerator`.
+    pub secret_generator: Vec<GeneratorArgs>,
+    /// `generatorOptions`.
+    pub generator_options: Option<GeneratorOptions>,
+    /// `transformers`.
+    pub transformers: Vec<String>,
+    /// `sortOptions.order`.
+    pub sort_order: SortOrder,
+}
+
+struct Fields<'a> {
+    file: &'a Path,
+}
+
+impl Fields<'_> {
+    fn err(&self, field: &str, message: impl Into<String>) -> RenderError {
+        RenderError::field(self.file, field, message)
+    }
+
+    fn string(&self, field: &str, v: &Value) -> Result<String, RenderError> {
+        match v {
+            Value::Null => Ok(String::new()),
+            Value::String(s) => Ok(s.clone()),
+            other => Err(self.err(field, format!("expected a string, found {other}"))),
+        }
+    }
+
+    fn boolean(&self, field: &str, v: &Value) -> Result<bool, RenderError> {
+        match v {
+            Value::Null => Ok(false),
+            Value::Bool(b) => Ok(*b),
+            other => Err(self.err(field, format!("expected true or false, found {other}"))),
+        }
+    }
+
+    fn strings(&self, field: &str, v: &Value) -> Result<Vec<String>, RenderError> {
+        match v {
+            Value::Null => Ok(Vec::new()),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(self.err(
+                        &format!("{field}[{i}]"),
+                        format!("expected a string, found {other}"),
+                    )),
+                })
+                .collect(),
+            other => Err(self.err(field, format!("expected a list of strings, found {other}"))),
+        }
+    }
+
+    fn string_map(&self, field: &str, v: &Value) -> Result<BTreeMap<String, String>, RenderError> {
+        match v {
+            Value::Null => Ok(BTreeMap::new()),
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), self.string(&format!("{field}.{k}"), v)?)))
+                .collect(),
+            other => Err(self.err(field, format!("expected a mapping, found {other}"))),
+        }
+    }
+
+    fn mapping<'v>(
+        &self,
+        field: &str,
+        v: &'v Value,
+    ) -> Result<Option<&'v Map<String, Value>>, RenderError> {
+        match v {
+            Value::Null => Ok(None),
+            Value::Object(m) => Ok(Some(m)),
+            other => Err(self.err(field, format!("expected a mapping, found {other}"))),
+        }
+    }
+
+    fn options(&self, field: &str, v: &Value) -> Result<Option<GeneratorOptions>, RenderError> {
+        let Some(m) = self.mapping(field, v)? else {
+            return Ok(None);
+        };
+        let mut o = GeneratorOptions::default();
+        for (k, v) in m {
+            let f = format!("{field}.{k}");
+            match k.as_str() {
+                "labels" => o.labels = self.string_map(&f, v)?,
+                "annotations" => o.annotations = self.string_map(&f, v)?,
+                "disableNameSuffixHash" => o.disable_name_suffix_hash = self.boolean(&f, v)?,
+                "immutable" => o.immutable = self.boolean(&f, v)?,
+                _ => return Err(self.err(&f, "unknown field")),
+            }
+        }
+        Ok(Some(o))
+    }
+
+    fn generators(
+        &self,
+        field: &str,
+        v: &Value,
+        secret: bool,
+    ) -> Result<Vec<GeneratorArgs>, RenderError> {
+        let items = match v {
+            Value::Null => return Ok(Vec::new()),
+            Value::Array(items) => items,
+            other => return Err(self.err(field, format!("expected a list, found {other}"))),
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let gfield = format!("{field}[{i}]");
+            let Some(m) = self.mapping(&gfield, item)? else {
+                continue;
+            };
+            let mut g = GeneratorArgs {
+                field: gfield.clone(),
+                ..GeneratorArgs::default()
+            };
+            let mut env = String::new();
+            for (k, v) in m {
+                let f = format!("{gfield}.{k}");
+                match k.as_str() {
+                    "name" => g.name = self.string(&f, v)?,
+                    "namespace" => g.namespace = self.string(&f, v)?,
+                    "behavior" => g.behavior = self.string(&f, v)?,
+                    "literals" => g.literals = self.strings(&f, v)?,
+                    "files" => g.files = self.strings(&f, v)?,
+                    "envs" => g.envs = self.strings(&f, v)?,
+                    "env" => env = self.string(&f, v)?,
+                    "options" => g.options = self.options(&f, v)?,
+                    "type" if secret => g.secret_type = self.string(&f, v)?,
+                    _ => return Err(self.err(&f, "unknown field")),
+                }
+            }
+            if !env.is_empty() {
+                g.envs.push(env);
+            }
+            out.push(g);
+        }
+        Ok(out)
+    }
+}
+
+impl Kustomization {
+    /// Reads and decodes a kustomization file.
+    pub(crate) fn load(file: &Path) -> Result<Self, RenderError> {
+        let text = std::fs::read_to_string(file).map_err(|e| RenderError::io(file, e))?;
+        let value = yaml::parse_first_document(&text).map_err(|e| RenderError::yaml(file, e))?;
+        Self::from_value(file, value.unwrap_or(Value::Null))
+    }
+
+    /// Decodes a kustomization from its YAML value.
+    pub(crate) fn from_value(file: &Path, value: Value) -> Result<Self, RenderError> {
+        let f = Fields { file };
+        let map = match value {
+            Value::Object(m) => m,
+            Value::Null => Map::new(),
+            other => {
+                return Err(f.err("(root)", format!("expected a mapping, found {other}")));
+            }
+        };
+        let mut k = Kustomization {
+            file: file.to_path_buf(),
+            ..Kustomization::default()
+        };
+        let mut bases = Vec::new();
+        let mut kind = String::new();
+        let mut api_version = String::new();
+        let mut has_content = false;
+        for (key, v) in &map {
+            if !matches!(key.as_str(), "apiVersion" | "kind") {
+                has_content = true;
+            }
+            match key.as_str() {
+                "apiVersion" => api_version = f.string(key, v)?,
+                "kind" => kind = f.string(key, v)?,
+                "metadata" => {
+                    f.mapping(key, v)?;
+                }
+                "namespace" => k.namespace = f.string(key, v)?,
+                "resources" => k.resources = f.strings(key, v)?,
+                "bases" => bases = f.strings(key, v)?,
+                "configMapGenerator" => k.config_map_generator = f.generators(key, v, false)?,
+                "secretGenerator" => k.secret_generator = f.generators(key, v, true)?,
+                "generatorOptions" => k.generator_options = f.options(key, v)?,
+                "transformers" => k.transformers = f.strings(key, v)?,
+                "sortOptions" => k.sort_order = sort_order(&f, v)?,
+                other if UNSUPPORTED_FIELDS.contains(&other) => {
+                    if !is_empty(v) {
+                        return Err(RenderError::unsupported(file, other));
+                    }
+                }
+                _ => return Err(f.err(key, "unknown field (invalid Kustomization)")),
+            }
+        }
+        if !has_content {
+            return Err(f.err("(root)", "kustomization.yaml is empty"));
+        }
+        match kind.as_str() {
+            "" | "Kustomization" => {
+                if !api_version.is_empty() && api_version != "kustomize.config.k8s.io/v1beta1" {
+                    return Err(f.err(
+                        "apiVersion",
+                        "apiVersion for Kustomization should be kustomize.config.k8s.io/v1beta1",
+                    ));
+                }
+            }
+            "Component" => return Err(RenderError::unsupported(file, "kind: Component")),
+            _ => {
+                return Err(f.err("kind", "kind should be Kustomization or Component"));
+            }
+        }
+        k.resources.extend(bases);
+        Ok(k)
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        Value::String(s) => s.is_empty(),
+        Value::Bool(b) => !b,
+        Value::Number(_) => false,
+    }
+}
+
+fn sort_order(f: &Fields<'_>, v: &Value) -> Result<SortOrder, RenderError> {
+    let Some(m) = f.mapping("sortOptions", v)? else {
+        return Ok(SortOrder::Legacy);
+    };
+    let mut order = SortOrder::Legacy;
+    for (k, v) in m {
+        match k.as_str() {
+            "order" => {
+                order = match f.string("sortOptions.order", v)?.as_str() {
+                    "legacy" => SortOrder::Legacy,
+                    "fifo" => SortOrder::Fifo,
+                    _ => {
+                        return Err(f.err(
+                            "sortOptions.order",
+                            "the field 'sortOptions.order' must be one of [fifo, legacy]",
+                        ));
+                    }
+                }
+            }
+            "legacySortOptions" => {
+                if !is_empty(v) {
+                    return Err(RenderError::unsupported(
+                        f.file,
+                        "sortOptions.legacySortOptions",
+                    ));
+                }
+            }
+            _ => return Err(f.err(&format!("sortOptions.{k}"), "unknown field")),
+        }
+    }
+    Ok(order)
+}
+
+/// kustomize's file loader for one kustomization folder (`api/internal/loader`).
+#[derive(Debug, Clone)]
+pub(crate) struct Loader {
+    /// The folder, symlinks resolved.
+    pub root: PathBuf,
+    /// The folders of the kustomizations that led here, to detect cycles.
+    ancestors: Vec<PathBuf>,
+}
+
+fn is_remote(path: &str) -> bool {
+    path.contains("://") || path.starts_with("github.com/") || path.starts_with("git@")
+}
+
+impl Loader {
+    /// A loader at the folder being built.
+    pub(crate) fn new(dir: &Path) -> Result<Self, RenderError> {
+        let root = dir.canonicalize().map_err(|e| RenderError::io(dir, e))?;
+        if !root.is_dir() {
+            return Err(RenderError::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+            ));
+        }
+        Ok(Loader {
+            root,
+            ancestors: Vec::new(),
+        })
+    }
+
+    /// The loader of a base folder `rel` named in `kfile`.
+    pub(crate) fn child(&self, rel: &str, kfile: &Path, dir: PathBuf) -> Result<Self, RenderError> {
+        if Path::new(rel).is_absolute() {
+            return Err(RenderError::Restricted {
+                file: kfile.to_path_buf(),
+                path: rel.to_owned(),
+                message: "new root cannot be absolute".into(),
+            });
+        }
+        let root = dir.canonicalize().map_err(|e| RenderError::io(&dir, e))?;
+        for visited in std::iter::once(&self.root).chain(&self.ancestors) {
+            if visited.starts_with(&root) {
+                return Err(RenderError::Restricted {
+                    file: kfile.to_path_buf(),
+                    path: rel.to_owned(),
+                    message: format!(
+                        "cycle detected: candidate root '{}' contains visited root '{}'",
+                        root.display(),
+                        visited.display()
+                    ),
+                });
+            }
+        }
+        let mut ancestors = self.ancestors.clone();
+        ancestors.push(self.root.clone());
+        Ok(Loader { root, ancestors })
+    }
+
+    /// Resolves `rel` (named in `kfile`) to a path below the root, as `RestrictionRootOnly` does.
+    pub(crate) fn resolve(&self, rel: &str, kfile: &Path) -> Result<PathBuf, RenderError> {
+        if is_remote(rel) {
+            return Err(RenderError::unsupported(
+                kfile,
+                format!("remote resource {rel}"),
+            ));
+        }
+        let joined = self.root.join(rel);
+        let real = joined
+            .canonicalize()
+            .map_err(|e| RenderError::io(&joined, e))?;
+        let dir_ok = real.parent().is_some_and(|p| p.starts_with(&self.root));
+        if !dir_ok {
+            return Err(RenderError::Restricted {
+                file: kfile.to_path_buf(),
+                path: rel.to_owned(),
+                message: format!(
+                    "security; file '{}' is not in or below '{}'",
+                    real.display(),
+                    self.root.display()
+                ),
+            });
+        }
+        Ok(real)
+    }
+
+    /// Reads the file `rel` named in `kfile`.
+    pub(crate) fn read(&self, rel: &str, kfile: &Path) -> Result<(PathBuf, Vec<u8>), RenderError> {
+        let path = self.resolve(rel, kfile)?;
+        let bytes = std::fs::read(&path).map_err(|e| RenderError::io(&path, e))?;
+        Ok((path, bytes))
+    }
+}

@@ -1,0 +1,31 @@
+//! Renderers of the gitops toolkit: folders of manifests into Kubernetes objects.
+//!
+//! [`KustomizeRenderer`] implements [`gitops_core::Renderer`] with an in-process kustomize
+//! build whose output is byte-identical with `kubectl kustomize` (Kustomize v5.5.0):
+//!
+//! | kustomize feature | module |
+//! | --- | --- |
+//! | `resources` (files, folders, nested bases), load restrictions | `kustomize::load` |
+//! | `configMapGenerator`, `secretGenerator`, `generatorOptions`, content-hash names | `kustomize::generator` |
+//! | `namespace` (builtin `NamespaceTransformer`) | `kustomize::transform::namespace` |
+//! | builtin `LabelTransformer` under `transformers:` | `kustomize::transform::labels` |
+//! | name references to renamed or moved objects (kustomize's default `nameReference` table) | `kustomize::transform::nameref` |
+//! | `config.kubernetes.io/local-config` objects dropped, build annotations removed | `kustomize` |
+//! | legacy output order | `kustomize::order` |
+//! | YAML reading (yaml.v3 via kyaml) and printing (`encoding/json` + yaml.v2) | `yaml` |
+//!
+//! A folder without a kustomization file is rendered as Flux's kustomize-controller renders it:
+//! as if it had a `kustomization.yaml` listing every `.yaml`/`.yml` file below it (`plain`).
+//!
+//! Kustomize features beyond these (patches, images, name prefixes, components, Helm charts,
+//! remote bases...) are reported as [`RenderError::Unsupported`], never silently ignored.
+
+mod base64;
+mod error;
+mod kustomize;
+mod plain;
+mod renderer;
+mod yaml;
+
+pub use error::RenderError;
+pub use renderer::KustomizeRenderer;

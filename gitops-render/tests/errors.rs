@@ -1,0 +1,190 @@
+//! Bad input gives an error naming the file (and object and field), never a panic, and the
+//! `Renderer` trait reports it as a terminal render failure.
+
+use std::path::Path;
+
+use gitops_core::{Renderer, Stage};
+use gitops_render::{KustomizeRenderer, RenderError};
+
+fn write(dir: &Path, name: &str, content: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n";
+
+#[test]
+fn malformed_yaml_names_the_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "kustomization.yaml",
+        "resources:\n- good.yaml\n- bad.yaml\n",
+    );
+    write(tmp.path(), "good.yaml", CM);
+    write(
+        tmp.path(),
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [x\n",
+    );
+    let err = KustomizeRenderer::new().build(tmp.path()).unwrap_err();
+    assert!(matches!(err, RenderError::Yaml { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("bad.yaml"), "{msg}");
+    assert!(msg.contains("malformed YAML"), "{msg}");
+
+    // The same without a kustomization file (Flux's generated one lists the file).
+    std::fs::remove_file(tmp.path().join("kustomization.yaml")).unwrap();
+    let msg = KustomizeRenderer::new()
+        .build_yaml(tmp.path())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("bad.yaml"), "{msg}");
+}
+
+#[test]
+fn renderer_trait_reports_terminal_render_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "bad.yaml", "kind: [\n");
+    let err = KustomizeRenderer::new().render(tmp.path()).unwrap_err();
+    assert_eq!(err.stage(), Stage::Render);
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("bad.yaml"), "{err}");
+}
+
+#[test]
+fn invalid_objects_name_object_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "kustomization.yaml", "resources:\n- cm.yaml\n");
+    write(
+        tmp.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {}\n",
+    );
+    let err = KustomizeRenderer::new().build(tmp.path()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("cm.yaml") && msg.contains("metadata.name"),
+        "{msg}"
+    );
+
+    write(
+        tmp.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  annotations:\n    80: port\n",
+    );
+    let msg = KustomizeRenderer::new()
+        .build(tmp.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("ConfigMap/x") && msg.contains("metadata.annotations.80"),
+        "{msg}"
+    );
+
+    write(
+        tmp.path(),
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  n: .nan\n",
+    );
+    let msg = KustomizeRenderer::new()
+        .build(tmp.path())
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("cm.yaml:6"), "{msg}");
+}
+
+#[test]
+fn kustomization_problems_name_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let k = tmp.path();
+    write(k, "cm.yaml", CM);
+
+    write(
+        k,
+        "kustomization.yaml",
+        "resources:\n- cm.yaml\nnamePrefix: x-\n",
+    );
+    let err = KustomizeRenderer::new().build(k).unwrap_err();
+    assert!(
+        matches!(&err, RenderError::Unsupported { field, .. } if field == "namePrefix"),
+        "{err:?}"
+    );
+
+    write(
+        k,
+        "kustomization.yaml",
+        "resources:\n- cm.yaml\nresorces:\n- x.yaml\n",
+    );
+    let msg = KustomizeRenderer::new().build(k).unwrap_err().to_string();
+    assert!(
+        msg.contains("kustomization.yaml") && msg.contains("resorces"),
+        "{msg}"
+    );
+
+    write(
+        k,
+        "kustomization.yaml",
+        "configMapGenerator:\n- name: c\n  literals:\n  - novalue\n",
+    );
+    let msg = KustomizeRenderer::new().build(k).unwrap_err().to_string();
+    assert!(msg.contains("configMapGenerator[0].literals[0]"), "{msg}");
+
+    write(k, "kustomization.yaml", "resources:\n- missing.yaml\n");
+    let err = KustomizeRenderer::new().build(k).unwrap_err();
+    assert!(
+        matches!(err, RenderError::Io { .. }) && err.to_string().contains("missing.yaml"),
+        "{err}"
+    );
+
+    write(
+        k,
+        "kustomization.yaml",
+        "resources:\n- cm.yaml\n- cm.yaml\n",
+    );
+    let err = KustomizeRenderer::new().build(k).unwrap_err();
+    assert!(matches!(err, RenderError::Conflict { .. }), "{err:?}");
+
+    write(k, "kustomization.yaml", "# nothing\n");
+    let msg = KustomizeRenderer::new().build(k).unwrap_err().to_string();
+    assert!(msg.contains("empty"), "{msg}");
+}
+
+#[test]
+fn files_outside_the_kustomization_folder_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "outside.yaml", CM);
+    write(
+        tmp.path(),
+        "app/kustomization.yaml",
+        "resources:\n- ../outside.yaml\n",
+    );
+    let err = KustomizeRenderer::new()
+        .build(&tmp.path().join("app"))
+        .unwrap_err();
+    assert!(matches!(err, RenderError::Restricted { .. }), "{err:?}");
+
+    // A base that contains the folder being built is a cycle.
+    write(tmp.path(), "app/kustomization.yaml", "resources:\n- ..\n");
+    write(
+        tmp.path(),
+        "kustomization.yaml",
+        "resources:\n- outside.yaml\n",
+    );
+    let err = KustomizeRenderer::new()
+        .build(&tmp.path().join("app"))
+        .unwrap_err();
+    assert!(err.to_string().contains("cycle"), "{err}");
+
+    // A base folder needs a kustomization.
+    write(tmp.path(), "app/kustomization.yaml", "resources:\n- sub\n");
+    write(tmp.path(), "app/sub/cm.yaml", CM);
+    let err = KustomizeRenderer::new()
+        .build(&tmp.path().join("app"))
+        .unwrap_err();
+    assert!(
+        matches!(err, RenderError::MissingKustomization { .. }),
+        "{err:?}"
+    );
+}
