@@ -1,0 +1,85 @@
+//! Errors of gitops-apply. Each names the object (`Kind/namespace/name`) and what was being done.
+
+use gitops_core::Stage;
+
+/// What went wrong while applying or pruning.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The API server does not serve the object's kind at its apiVersion.
+    #[error(
+        "{object}: no kind {kind} is registered for apiVersion {api_version} on the API server"
+    )]
+    UnknownKind {
+        /// `Kind/namespace/name` of the object.
+        object: String,
+        /// Its kind.
+        kind: String,
+        /// Its apiVersion.
+        api_version: String,
+    },
+    /// Discovery failed for a reason other than "not found".
+    #[error("discovery of {api_version} {kind}: {source}")]
+    Discovery {
+        /// The apiVersion looked up.
+        api_version: String,
+        /// The kind looked up.
+        kind: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// An API call on an object failed.
+    #[error("{object}: {op} failed: {source}")]
+    Api {
+        /// `Kind/namespace/name` of the object.
+        object: String,
+        /// `dry-run apply`, `apply`, `get`, `delete`.
+        op: &'static str,
+        /// The client error (carries the API server's message).
+        #[source]
+        source: kube::Error,
+    },
+    /// An object is not a valid Kubernetes object.
+    #[error("invalid object: {0}")]
+    Object(#[from] gitops_core::object::ObjectError),
+    /// A CRD or Namespace did not become ready in time.
+    #[error("{object}: not {condition} after {seconds} s")]
+    WaitTimeout {
+        /// `Kind/name` of the object.
+        object: String,
+        /// `Established`, `Active`.
+        condition: &'static str,
+        /// The timeout in seconds.
+        seconds: u64,
+    },
+    /// Some stale objects could not be deleted.
+    #[error("prune failed for {}", .failures.join("; "))]
+    Prune {
+        /// One message per failed object.
+        failures: Vec<String>,
+    },
+}
+
+impl ApplyError {
+    /// Whether retrying can help: API errors other than validation (400, 404 on apply, 409 on
+    /// create-only, 422) and timeouts are retryable; unknown kinds and invalid objects are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ApplyError::UnknownKind { .. } | ApplyError::Object(_) => false,
+            ApplyError::Api {
+                source: kube::Error::Api(status),
+                ..
+            } => !matches!(status.code, 400 | 422),
+            _ => true,
+        }
+    }
+
+    /// Into the toolkit's error, in stage `stage`.
+    pub fn into_core(self, stage: Stage) -> gitops_core::Error {
+        if self.is_retryable() {
+            gitops_core::Error::retryable(stage, self)
+        } else {
+            gitops_core::Error::terminal(stage, self)
+        }
+    }
+}

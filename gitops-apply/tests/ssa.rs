@@ -1,0 +1,241 @@
+//! SsaApplier against a real kube-apiserver (gitops-testenv, from `KUBEBUILDER_ASSETS`).
+
+use std::path::Path;
+
+use gitops_apply::{ApplyError, SsaApplier};
+use gitops_core::pipeline::{OwnerLabels, prepare_objects};
+use gitops_core::{Action, ChangeSet, Inventory, Object};
+use gitops_testenv::TestEnv;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+
+fn objects_from_yaml(yaml: &str) -> Vec<Object> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|doc| {
+            let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+            serde_json::from_value(v).unwrap()
+        })
+        .collect()
+}
+
+fn podinfo() -> Vec<Object> {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/expected/podinfo-k8s120_kustomize.yaml");
+    let mut objs = objects_from_yaml(&std::fs::read_to_string(file).unwrap());
+    prepare_objects(
+        &mut objs,
+        &OwnerLabels::flux("flux-system", "podinfo"),
+        Some("default"),
+    )
+    .unwrap();
+    objs
+}
+
+fn actions(cs: &ChangeSet) -> Vec<String> {
+    cs.entries.iter().map(|e| e.to_string()).collect()
+}
+
+fn api(
+    client: &kube::Client,
+    group: &str,
+    version: &str,
+    kind: &str,
+    ns: &str,
+) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_reports_created_unchanged_configured_and_prunes_only_owned_objects() {
+    let env = TestEnv::builder()
+        .controller_manager(false)
+        .node_simulator(false)
+        .start()
+        .await
+        .unwrap();
+    let applier = SsaApplier::new(env.client());
+
+    let objs = podinfo();
+    let cs = applier.apply_all_staged(&objs).await.unwrap();
+    assert_eq!(
+        actions(&cs),
+        [
+            "Service/default/podinfo created",
+            "Deployment/default/podinfo created",
+            "HorizontalPodAutoscaler/default/podinfo created"
+        ]
+    );
+    let deployments = api(&env.client(), "apps", "v1", "Deployment", "default");
+    let rv = deployments
+        .get("podinfo")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+
+    // Same objects again: the dry run shows no drift, nothing is written.
+    let cs = applier.apply_all_staged(&objs).await.unwrap();
+    assert!(
+        cs.entries.iter().all(|e| e.action == Action::Unchanged),
+        "{cs}"
+    );
+    assert_eq!(
+        deployments
+            .get("podinfo")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        rv,
+        "not re-applied"
+    );
+
+    // A changed field: only that object is configured.
+    let mut changed = objs.clone();
+    let dep = changed
+        .iter_mut()
+        .find(|o| o.kind() == "Deployment")
+        .unwrap();
+    dep.as_map_mut()["spec"]["minReadySeconds"] = serde_json::json!(7);
+    let cs = applier.apply_all_staged(&changed).await.unwrap();
+    assert_eq!(
+        actions(&cs),
+        [
+            "Service/default/podinfo unchanged",
+            "Deployment/default/podinfo configured",
+            "HorizontalPodAutoscaler/default/podinfo unchanged"
+        ]
+    );
+
+    // Prune: the HPA is deleted, the Service is kept because pruning is disabled on it, and the
+    // Deployment is kept because another owner took it over.
+    let inventory = cs.to_inventory();
+    let services = api(&env.client(), "", "v1", "Service", "default");
+    let patch = serde_json::json!({"metadata": {"annotations": {"kustomize.toolkit.fluxcd.io/prune": "disabled"}}});
+    services
+        .patch(
+            "podinfo",
+            &Default::default(),
+            &kube::api::Patch::Merge(patch),
+        )
+        .await
+        .unwrap();
+    let patch = serde_json::json!({"metadata": {"labels": {"kustomize.toolkit.fluxcd.io/name": "someone-else"}}});
+    deployments
+        .patch(
+            "podinfo",
+            &Default::default(),
+            &kube::api::Patch::Merge(patch),
+        )
+        .await
+        .unwrap();
+    let stale = inventory.stale_since(&Inventory::default());
+    let owner = OwnerLabels::flux("flux-system", "podinfo").pairs();
+    let cs = applier.delete_all(&stale, &owner).await.unwrap();
+    assert_eq!(
+        actions(&cs),
+        [
+            "HorizontalPodAutoscaler/default/podinfo deleted",
+            "Deployment/default/podinfo skipped",
+            "Service/default/podinfo skipped"
+        ],
+        "reverse apply order"
+    );
+    assert!(
+        api(
+            &env.client(),
+            "autoscaling",
+            "v2beta2",
+            "HorizontalPodAutoscaler",
+            "default"
+        )
+        .get_opt("podinfo")
+        .await
+        .unwrap()
+        .is_none()
+    );
+    assert!(services.get_opt("podinfo").await.unwrap().is_some());
+    assert!(deployments.get_opt("podinfo").await.unwrap().is_some());
+    // Already gone counts as deleted.
+    let cs = applier.delete_all(&stale[2..], &owner).await.unwrap();
+    assert_eq!(
+        actions(&cs),
+        ["HorizontalPodAutoscaler/default/podinfo deleted"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crds_and_namespaces_are_applied_first_and_unknown_kinds_are_named() {
+    let env = TestEnv::builder()
+        .controller_manager(false)
+        .node_simulator(false)
+        .start()
+        .await
+        .unwrap();
+    let applier = SsaApplier::new(env.client()).with_field_manager("kustomize-controller");
+    // A custom resource listed before its CRD and its Namespace: staging makes it work.
+    let objs = objects_from_yaml(
+        r#"
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w1, namespace: shop}
+spec: {size: 3}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, listKind: WidgetList, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#,
+    );
+    let cs = applier.apply_all_staged(&objs).await.unwrap();
+    assert_eq!(
+        actions(&cs),
+        [
+            "CustomResourceDefinition/widgets.example.com created",
+            "Namespace/shop created",
+            "Widget/shop/w1 created"
+        ]
+    );
+    let widget = api(&env.client(), "example.com", "v1", "Widget", "shop")
+        .get("w1")
+        .await
+        .unwrap();
+    assert_eq!(widget.data["spec"]["size"], 3);
+    assert!(
+        widget
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("kustomize-controller")),
+        "applied with the configured field manager"
+    );
+
+    let unknown = objects_from_yaml(
+        "apiVersion: example.com/v9\nkind: Gadget\nmetadata: {name: g1, namespace: shop}\n",
+    );
+    let err = applier.apply_all_staged(&unknown).await.unwrap_err();
+    assert!(matches!(err, ApplyError::UnknownKind { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("Gadget/shop/g1") && msg.contains("example.com/v9"),
+        "{msg}"
+    );
+    assert!(!err.is_retryable());
+}
