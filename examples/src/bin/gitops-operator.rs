@@ -1,0 +1,64 @@
+//! `gitops-operator`: serves Flux's `GitRepository` (source.toolkit.fluxcd.io/v1) and
+//! `Kustomization` (kustomize.toolkit.fluxcd.io/v1) against the current kubeconfig, until ctrl-c.
+//!
+//! ```text
+//! gitops-operator [--storage-path DIR] [--install-crds]
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use gitops_core::ArtifactStore;
+use gitops_examples::operator::{self, OperatorConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "gitops-operator",
+    version,
+    about = "Flux's GitRepository and Kustomization, served by the gitops toolkit"
+)]
+struct Args {
+    /// Where artifacts are stored (Flux's `--storage-path`).
+    #[arg(long, default_value = "/tmp/gitops-operator/artifacts")]
+    storage_path: PathBuf,
+    /// Apply the GitRepository and Kustomization CRDs first.
+    #[arg(long)]
+    install_crds: bool,
+    /// Requeue delay while a dependency or source is not ready (Flux's `--requeue-dependency`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    requeue_dependency: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    gitops_core::schedule::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    gitops_examples::install_crypto_provider();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let client = kube::Client::try_default()
+        .await
+        .context("loading kubeconfig")?;
+    if args.install_crds {
+        gitops_examples::crds::install_crds(&client).await?;
+    }
+    let store = ArtifactStore::new(&args.storage_path)?;
+    let config = OperatorConfig {
+        dependency_requeue: args.requeue_dependency,
+        ..OperatorConfig::default()
+    };
+    tracing::info!(storage = %args.storage_path.display(), "serving GitRepository and Kustomization");
+    operator::run(client, store, config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    Ok(())
+}

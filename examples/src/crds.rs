@@ -1,0 +1,172 @@
+//! Flux's `GitRepository` (source.toolkit.fluxcd.io/v1) and `Kustomization`
+//! (kustomize.toolkit.fluxcd.io/v1), for the fields this toolkit implements. Field names are
+//! Flux's, so a Flux user's manifests apply unchanged; unknown fields are kept by the CRDs.
+
+use gitops_core::{Artifact, Condition, Inventory};
+use kube::CustomResource;
+use kube::api::{Api, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+
+/// The CRD manifests this operator serves.
+pub const CRD_MANIFESTS: [&str; 2] = [
+    include_str!("../crds/gitrepositories.yaml"),
+    include_str!("../crds/kustomizations.yaml"),
+];
+
+/// `GitRepository.spec`: the source fields are [`gitops_sources::GitRepositorySpec`] (url, ref,
+/// timeout, ignore — the same plain data a program builds by hand), plus what the operator reads.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "source.toolkit.fluxcd.io",
+    version = "v1",
+    kind = "GitRepository",
+    namespaced,
+    schema = "disabled"
+)]
+#[kube(status = "GitRepositoryStatus", shortname = "gitrepo")]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepositorySpec {
+    /// url, ref, timeout, ignore.
+    #[serde(flatten)]
+    pub source: gitops_sources::GitRepositorySpec,
+    /// Secret with `username`/`password` or `bearerToken`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// Poll period (Go duration).
+    pub interval: String,
+    /// Stop reconciling.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// A reference to an object in the same namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LocalObjectReference {
+    /// Name.
+    pub name: String,
+}
+
+/// `GitRepository.status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepositoryStatus {
+    /// The generation last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready / Reconciling / Stalled.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The stored artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<Artifact>,
+    /// The ignore rules of the artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_ignore: Option<String>,
+}
+
+/// `Kustomization.spec`.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "kustomize.toolkit.fluxcd.io",
+    version = "v1",
+    kind = "Kustomization",
+    namespaced,
+    schema = "disabled"
+)]
+#[kube(status = "KustomizationStatus", shortname = "ks")]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizationSpec {
+    /// Reconcile period (Go duration); also the drift-correction period.
+    pub interval: String,
+    /// Retry cap after failures (default: interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_interval: Option<String>,
+    /// Budget per stage (default: interval − 30s, at least 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Folder inside the artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Delete objects that left the source.
+    pub prune: bool,
+    /// The source.
+    pub source_ref: SourceReference,
+    /// Namespace for every namespaced object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_namespace: Option<String>,
+    /// Stop reconciling.
+    #[serde(default)]
+    pub suspend: bool,
+    /// Kustomizations that must be Ready first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<DependencyReference>,
+}
+
+/// `Kustomization.spec.sourceRef`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceReference {
+    /// `GitRepository` (the only kind served here).
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Namespace (default: the Kustomization's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// `Kustomization.spec.dependsOn[]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DependencyReference {
+    /// Name.
+    pub name: String,
+    /// Namespace (default: the Kustomization's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// `Kustomization.status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizationStatus {
+    /// The generation last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready / Reconciling / Stalled.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Revision last applied successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    /// Revision last attempted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_revision: Option<String>,
+    /// The objects applied, in Flux's `{entries: [{id, v}]}` format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
+    /// The last `reconcile.fluxcd.io/requestedAt` handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+}
+
+/// Server-side applies the CRDs and waits until they are Established.
+pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for manifest in CRD_MANIFESTS {
+        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(manifest)?;
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply("gitops-operator").force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+        let cond = kube::runtime::wait::conditions::is_crd_established();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            kube::runtime::wait::await_condition(api.clone(), &name, cond),
+        )
+        .await??;
+    }
+    Ok(())
+}
