@@ -1,0 +1,203 @@
+//! Project workflows, so nobody memorises commands:
+//!
+//! - `cargo xtask testenv`: installs the test control plane (etcd, kube-apiserver,
+//!   kube-controller-manager v1.20.2 built from Debian's `kubernetes` source package) into a cache
+//!   folder when missing, and prints the folder (use it as `KUBEBUILDER_ASSETS`).
+//! - `cargo xtask ci`: installs what is missing, then runs fmt, clippy and the whole test suite
+//!   against the test control plane.
+//! - `cargo xtask bench`: the criterion benches, then `kubectl kustomize` on the same overlay in
+//!   the same run, printed as a ratio.
+//! - `cargo xtask demo`: the main job end to end: a local control plane, a Git server over smart
+//!   HTTP, the operator reconciling podinfo, then a prune.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    match task.as_str() {
+        "testenv" => {
+            let dir = ensure_testenv()?;
+            println!("{}", dir.display());
+            Ok(())
+        }
+        "ci" => ci(),
+        "demo" => demo(),
+        "bench" => bench(),
+        _ => {
+            eprintln!("usage: cargo xtask <testenv|ci|demo|bench>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// The assets folder: `KUBEBUILDER_ASSETS` when it holds the binaries, else the cache folder
+/// (`$XDG_CACHE_HOME` or `~/.cache`)/gitops-testenv/k8s-1.20.2, built there when missing.
+fn ensure_testenv() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("KUBEBUILDER_ASSETS").map(PathBuf::from)
+        && dir.join("kube-apiserver").is_file()
+        && dir.join("etcd").exists()
+    {
+        return Ok(dir);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .context("neither XDG_CACHE_HOME nor HOME is set")?;
+    let dir = cache.join("gitops-testenv").join("k8s-1.20.2");
+    run(Command::new("bash")
+        .arg(root().join("xtask/scripts/install-testenv.sh"))
+        .arg(&dir))?;
+    Ok(dir)
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Debian packages the tests use besides the control plane: git (with git-http-backend and
+/// git-daemon), openssl (service-account keys).
+fn ensure_packages() -> Result<()> {
+    let missing: Vec<&str> = [("git", "git"), ("openssl", "openssl")]
+        .into_iter()
+        .filter(|(bin, _)| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("command -v {bin} >/dev/null"))
+                .status()
+                .map(|s| !s.success())
+                .unwrap_or(true)
+        })
+        .map(|(_, pkg)| pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let sudo = if Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
+    {
+        vec![]
+    } else {
+        vec!["sudo"]
+    };
+    let apt = |args: &[&str]| {
+        let mut all: Vec<&str> = sudo.clone();
+        all.push("apt-get");
+        all.extend_from_slice(args);
+        run(Command::new(all[0])
+            .args(&all[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    apt(&["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(missing);
+    apt(&args)
+}
+
+fn ci() -> Result<()> {
+    ensure_packages()?;
+    let assets = ensure_testenv()?;
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "-j",
+        "2",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(cargo()
+        .args(["test", "--workspace", "--no-fail-fast", "-j", "2"])
+        .env("KUBEBUILDER_ASSETS", &assets)
+        // Each integration test starts its own control plane; two at a time fit 2 cores.
+        .env("RUST_TEST_THREADS", "2"))?;
+    Ok(())
+}
+
+fn demo() -> Result<()> {
+    ensure_packages()?;
+    let assets = ensure_testenv()?;
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-j",
+            "2",
+            "-p",
+            "gitops-examples",
+            "--bin",
+            "demo",
+        ])
+        .env("KUBEBUILDER_ASSETS", &assets))
+}
+
+/// Runs the criterion benches, then times `kubectl kustomize` on the overlay the kustomize bench
+/// builds and prints how many times faster the in-process build is.
+fn bench() -> Result<()> {
+    run(cargo().args(["bench", "-p", "gitops-benches"]))?;
+    let overlay = root().join("../shared/fixtures/podinfo-k8s120/deploy/overlays/production");
+    let runs = 20;
+    let start = std::time::Instant::now();
+    for _ in 0..runs {
+        let out = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(&overlay)
+            .output()
+            .context("running kubectl kustomize")?;
+        if !out.status.success() {
+            bail!(
+                "kubectl kustomize failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let kubectl_ns = start.elapsed().as_nanos() as f64 / f64::from(runs);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let estimates =
+        target.join("criterion/kustomize_build_yaml_podinfo_production/new/estimates.json");
+    let json = std::fs::read_to_string(&estimates)
+        .with_context(|| format!("reading {}", estimates.display()))?;
+    let ours_ns = mean_ns(&json).context("no mean in criterion's estimates.json")?;
+    println!(
+        "kustomize build of podinfo production: gitops-render {:.2} ms, kubectl kustomize {:.2} ms (process included): {:.1}x",
+        ours_ns / 1e6,
+        kubectl_ns / 1e6,
+        kubectl_ns / ours_ns
+    );
+    Ok(())
+}
+
+/// `mean.point_estimate` from criterion's estimates.json, without a JSON dependency in xtask.
+fn mean_ns(json: &str) -> Option<f64> {
+    let after = &json[json.find("\"mean\"")?..];
+    let after = &after[after.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
+    let end = after.find([',', '}'])?;
+    after[..end].trim().parse().ok()
+}
