@@ -15,6 +15,16 @@ pub enum RenderError {
         #[source]
         source: std::io::Error,
     },
+    /// A file or folder named by a kustomization does not exist.
+    #[error("{file}: {entry}: no such file or folder ({path})")]
+    Missing {
+        /// The kustomization naming the entry.
+        file: PathBuf,
+        /// The entry as written, e.g. `deploy.yaml` or `../base`.
+        entry: String,
+        /// The path it resolves to.
+        path: PathBuf,
+    },
     /// A file is not valid YAML (or holds a value kustomize cannot convert to JSON).
     #[error("{file}:{line}: malformed YAML: {message}")]
     Yaml {

@@ -134,7 +134,10 @@ fn kustomization_problems_name_the_field() {
     write(k, "kustomization.yaml", "resources:\n- missing.yaml\n");
     let err = KustomizeRenderer::new().build(k).unwrap_err();
     assert!(
-        matches!(err, RenderError::Io { .. }) && err.to_string().contains("missing.yaml"),
+        matches!(&err, RenderError::Missing { entry, .. } if entry == "missing.yaml")
+            && err
+                .to_string()
+                .contains("kustomization.yaml: missing.yaml: no such file"),
         "{err}"
     );
 

@@ -468,9 +468,17 @@ impl Loader {
             ));
         }
         let joined = self.root.join(rel);
-        let real = joined
-            .canonicalize()
-            .map_err(|e| RenderError::io(&joined, e))?;
+        let real = joined.canonicalize().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                RenderError::Missing {
+                    file: kfile.to_path_buf(),
+                    entry: rel.to_owned(),
+                    path: joined.clone(),
+                }
+            } else {
+                RenderError::io(&joined, e)
+            }
+        })?;
         let dir_ok = real.parent().is_some_and(|p| p.starts_with(&self.root));
         if !dir_ok {
             return Err(RenderError::Restricted {
