@@ -372,21 +372,25 @@ pub fn extract_tar_gz(
     let mut ar = tar::Archive::new(GzDecoder::new(reader));
     let mut total = 0u64;
     let mut count = 0u64;
+    // Symlinks are created after every file and folder is written, so no write can go through
+    // one; each is then resolved on disk and must land inside `dest`.
+    let mut links: Vec<(String, PathBuf, PathBuf)> = Vec::new();
     let unsafe_entry = |entry: &str, why| StoreError::UnsafeEntry {
         archive: archive.to_path_buf(),
         entry: entry.to_string(),
         why,
+    };
+    let too_large = |what, limit| StoreError::TooLarge {
+        archive: archive.into(),
+        what,
+        limit,
     };
     for entry in ar.entries().map_err(io_err("read", archive))? {
         let mut entry = entry.map_err(io_err("read", archive))?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         count += 1;
         if count > limits.max_files {
-            return Err(StoreError::TooLarge {
-                archive: archive.into(),
-                what: "file count",
-                limit: limits.max_files,
-            });
+            return Err(too_large("file count", limits.max_files));
         }
         let rel = safe_relative(&raw).ok_or_else(|| unsafe_entry(&raw, "absolute path or `..`"))?;
         if rel.as_os_str().is_empty() {
@@ -395,7 +399,6 @@ pub fn extract_tar_gz(
         let target = dest.join(&rel);
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(io_err("create", parent))?;
-            // A parent may be a symlink written earlier: it must still resolve inside `dest`.
             let resolved = fs::canonicalize(parent).map_err(io_err("resolve", parent))?;
             if !resolved.starts_with(&dest) {
                 return Err(unsafe_entry(
@@ -409,18 +412,22 @@ pub fn extract_tar_gz(
                 fs::create_dir_all(&target).map_err(io_err("create", &target))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                total += entry.header().size().map_err(io_err("read", archive))?;
-                if total > limits.max_total_bytes {
-                    return Err(StoreError::TooLarge {
-                        archive: archive.into(),
-                        what: "total size in bytes",
-                        limit: limits.max_total_bytes,
-                    });
+                // `Entry::size` includes a PAX `size` override, unlike the header field.
+                let budget = limits.max_total_bytes.saturating_sub(total);
+                if entry.size() > budget {
+                    return Err(too_large("total size in bytes", limits.max_total_bytes));
+                }
+                if fs::symlink_metadata(&target).is_ok_and(|m| !m.is_file()) {
+                    return Err(unsafe_entry(&raw, "replaces a folder or link"));
                 }
                 let mut out = File::create(&target).map_err(io_err("create", &target))?;
-                // Copy at most the declared size, so a lying header cannot exceed the cap.
-                let mut limited = (&mut entry).take(limits.max_total_bytes);
-                io::copy(&mut limited, &mut out).map_err(io_err("write", &target))?;
+                // Never copy more than the remaining budget, whatever the headers claim.
+                let mut limited = (&mut entry).take(budget.saturating_add(1));
+                let written = io::copy(&mut limited, &mut out).map_err(io_err("write", &target))?;
+                if written > budget {
+                    return Err(too_large("total size in bytes", limits.max_total_bytes));
+                }
+                total += written;
                 #[cfg(unix)]
                 {
                     use std::os::unix::fs::PermissionsExt;
@@ -433,18 +440,13 @@ pub fn extract_tar_gz(
                 let link = entry
                     .link_name()
                     .map_err(io_err("read", archive))?
-                    .ok_or_else(|| unsafe_entry(&raw, "symlink without target"))?;
+                    .ok_or_else(|| unsafe_entry(&raw, "symlink without target"))?
+                    .into_owned();
                 let link_dir = rel.parent().unwrap_or(Path::new(""));
                 if link.is_absolute() || !stays_inside(&link_dir.join(&link)) {
                     return Err(unsafe_entry(&raw, "symlink leaves the destination"));
                 }
-                #[cfg(unix)]
-                std::os::unix::fs::symlink(&link, &target).map_err(io_err("symlink", &target))?;
-                #[cfg(not(unix))]
-                return Err(unsafe_entry(
-                    &raw,
-                    "symlinks are not supported on this platform",
-                ));
+                links.push((raw, target, link));
             }
             tar::EntryType::Link => return Err(unsafe_entry(&raw, "hard links are not allowed")),
             tar::EntryType::XGlobalHeader
@@ -457,6 +459,37 @@ pub fn extract_tar_gz(
                     "devices, fifos and other special files are not allowed",
                 ));
             }
+        }
+    }
+    for (raw, target, link) in &links {
+        if fs::symlink_metadata(target).is_ok() {
+            return Err(unsafe_entry(
+                raw,
+                "a link and another entry share this path",
+            ));
+        }
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(link, target).map_err(io_err("symlink", target))?;
+        #[cfg(not(unix))]
+        return Err(unsafe_entry(
+            raw,
+            "symlinks are not supported on this platform",
+        ));
+        let _ = (raw, link);
+    }
+    // Checked once all links exist: a chain of links, each harmless alone (`a -> .`,
+    // `b -> a/a/..`), must not resolve outside. A dangling link is removed: it holds no
+    // content, and could only point outside once something appeared there.
+    for (raw, target, _) in &links {
+        match fs::canonicalize(target) {
+            Ok(resolved) if resolved.starts_with(&dest) => {}
+            Ok(_) => {
+                return Err(unsafe_entry(
+                    raw,
+                    "symlink resolves outside the destination",
+                ));
+            }
+            Err(_) => fs::remove_file(target).map_err(io_err("remove", target))?,
         }
     }
     Ok(())

@@ -140,6 +140,23 @@ fn extraction_refuses_escapes_links_devices_and_oversize() {
             tar_gz(&[("a", Regular, None, b"x"), ("b", Link, Some("a"), b"")]),
         ),
         ("device", tar_gz(&[("dev", Char, None, b"")])),
+        (
+            // Each link stays inside when read alone; together they reach the parent folder.
+            "symlink chain out",
+            tar_gz(&[
+                ("a", Symlink, Some("."), b""),
+                ("b", Symlink, Some("a/a/a/.."), b""),
+            ]),
+        ),
+        (
+            // A file written through a link to a folder outside.
+            "write through a link",
+            tar_gz(&[
+                ("a", Symlink, Some("."), b""),
+                ("b", Symlink, Some("a/a/.."), b""),
+                ("b/evil", Regular, None, b"x"),
+            ]),
+        ),
     ] {
         let err = extract(&bytes, l)
             .err()
@@ -159,6 +176,12 @@ fn extraction_refuses_escapes_links_devices_and_oversize() {
         "hello",
         "links inside stay"
     );
+    let dangling = tar_gz(&[("dir/gone", Symlink, Some("missing"), b"")]);
+    let d = extract(&dangling, l).unwrap();
+    assert!(
+        std::fs::symlink_metadata(d.path().join("dir/gone")).is_err(),
+        "dangling links are dropped"
+    );
 
     let big = tar_gz(&[("a", Regular, None, &[0u8; 2048])]);
     let err = extract(
@@ -170,6 +193,31 @@ fn extraction_refuses_escapes_links_devices_and_oversize() {
     )
     .unwrap_err();
     assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+
+    // A PAX `size` record overrides the header's size: the cap follows the real size.
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    b.append_pax_extensions([("size", b"2048".as_slice())])
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_path("small").unwrap();
+    h.set_mode(0o644);
+    h.set_size(10);
+    h.set_cksum();
+    b.append(&h, &[7u8; 2048][..]).unwrap();
+    let pax = b.into_inner().unwrap().finish().unwrap();
+    let err = extract(
+        &pax,
+        ExtractLimits {
+            max_total_bytes: 1024,
+            max_files: 10,
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+
     let many = tar_gz(&[
         ("a", Regular, None, b""),
         ("b", Regular, None, b""),
