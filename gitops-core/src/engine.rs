@@ -143,6 +143,31 @@ struct Slot {
     requested: bool,
 }
 
+/// Marks a unit's run as finished when dropped, so that a cancelled (dropped) or panicking
+/// run does not leave the unit "running" forever; such a run makes the unit due at once.
+struct RunGuard<'a> {
+    engine: &'a Engine,
+    name: &'a str,
+    next: Option<Duration>,
+}
+
+impl<'a> RunGuard<'a> {
+    fn new(engine: &'a Engine, name: &'a str) -> Self {
+        RunGuard {
+            engine,
+            name,
+            next: None,
+        }
+    }
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        self.engine
+            .finish(self.name, self.next.unwrap_or(Duration::ZERO));
+    }
+}
+
 struct Inner {
     store: ArtifactStore,
     events: Arc<dyn EventSink>,
@@ -243,15 +268,20 @@ impl Engine {
     pub fn add(&self, unit: Unit) {
         let name = unit.name.clone();
         let mut slots = self.slots();
-        let status = slots.remove(&name).map(|s| s.status).unwrap_or_default();
+        let old = slots.remove(&name);
+        // A unit replaced while it runs keeps its run (no second concurrent run of the same
+        // unit) and runs again with the new spec as soon as that run finishes.
+        let running = old.as_ref().is_some_and(|s| s.running);
+        let requested = old.as_ref().is_some_and(|s| s.requested || s.running);
+        let status = old.map(|s| s.status).unwrap_or_default();
         slots.insert(
             name,
             Slot {
                 unit: Arc::new(unit),
                 status,
                 next_run: Instant::now(),
-                running: false,
-                requested: false,
+                running,
+                requested,
             },
         );
         drop(slots);
@@ -326,8 +356,9 @@ impl Engine {
             slot.running = true;
             slot.unit.clone()
         };
+        let mut guard = RunGuard::new(self, name);
         let (status, next) = self.run_unit(&unit).await;
-        self.finish(name, next);
+        guard.next = Some(next);
         Ok(status)
     }
 
@@ -364,8 +395,9 @@ impl Engine {
                     let Ok(_permit) = permits.acquire_owned().await else {
                         return;
                     };
+                    let mut guard = RunGuard::new(&engine, &unit.name);
                     let (_, next) = engine.run_unit(&unit).await;
-                    engine.finish(&unit.name, next);
+                    guard.next = Some(next);
                 });
             }
             tokio::select! {
@@ -380,6 +412,8 @@ impl Engine {
 
     /// Marks a run of `name` finished and schedules the next one after `next`, or at once when
     /// a reconcile was requested while it ran.
+    /// Ends a run: the unit is no longer running and is due again after `next` (at once when a
+    /// reconcile was requested meanwhile).
     fn finish(&self, name: &str, next: Duration) {
         if let Some(slot) = self.slots().get_mut(name) {
             slot.running = false;

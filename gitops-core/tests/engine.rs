@@ -21,6 +21,10 @@ struct DirSource {
     commit: Mutex<String>,
     fail: AtomicBool,
     fetches: AtomicUsize,
+    /// Milliseconds each fetch takes.
+    delay_ms: AtomicUsize,
+    active: AtomicUsize,
+    max_active: AtomicUsize,
 }
 
 impl DirSource {
@@ -30,6 +34,9 @@ impl DirSource {
             commit: Mutex::new("1".repeat(40)),
             fail: AtomicBool::new(false),
             fetches: AtomicUsize::new(0),
+            delay_ms: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            max_active: AtomicUsize::new(0),
         })
     }
 }
@@ -42,6 +49,11 @@ impl Source for DirSource {
     ) -> BoxFuture<'a, Result<Fetched, Error>> {
         async move {
             self.fetches.fetch_add(1, Ordering::SeqCst);
+            let active = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_active.fetch_max(active, Ordering::SeqCst);
+            let delay = self.delay_ms.load(Ordering::SeqCst) as u64;
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            self.active.fetch_sub(1, Ordering::SeqCst);
             if self.fail.load(Ordering::SeqCst) {
                 return Err(Error::retryable(Stage::Fetch, "connection refused"));
             }
@@ -346,4 +358,57 @@ async fn depends_on_waits_for_ready_and_suspend_skips() {
     }
     let _ = stop.send(());
     task.await.unwrap();
+}
+
+async fn wait_for(what: &str, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn replacing_a_running_unit_never_runs_it_twice_at_once() {
+    let (engine, _dir) = engine();
+    let source = DirSource::new("app");
+    source.delay_ms.store(300, Ordering::SeqCst);
+    let applier = Arc::new(RecordingApplier::default());
+    engine.add(unit("app", source.clone(), applier.clone(), &[]));
+    let runner = engine.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        runner
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    wait_for("the first run started", || {
+        source.active.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // A new spec arrives mid-run (the operator saw a new generation).
+    engine.add(unit("app", source.clone(), applier.clone(), &[]));
+    wait_for("the new spec ran after the first run", || {
+        source.fetches.load(Ordering::SeqCst) == 2 && source.active.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    assert_eq!(source.max_active.load(Ordering::SeqCst), 1);
+    let _ = stop.send(());
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_reconcile_does_not_leave_the_unit_running() {
+    let (engine, _dir) = engine();
+    let source = DirSource::new("app");
+    source.delay_ms.store(5_000, Ordering::SeqCst);
+    let applier = Arc::new(RecordingApplier::default());
+    engine.add(unit("app", source.clone(), applier.clone(), &[]));
+    let cancelled = tokio::time::timeout(Duration::from_millis(100), engine.reconcile("app")).await;
+    assert!(cancelled.is_err(), "the slow reconcile was cancelled");
+    source.delay_ms.store(0, Ordering::SeqCst);
+    let st = engine.reconcile("app").await.expect("not AlreadyRunning");
+    assert!(st.is_ready(), "{st:?}");
 }
