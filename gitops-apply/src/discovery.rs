@@ -68,6 +68,51 @@ impl DiscoveryCache {
         Ok(resolved)
     }
 
+    /// Resolves `kind` in `group` at any version the server serves, its preferred version
+    /// first: an inventory may record a version the server no longer serves (a CRD moved from
+    /// `v1beta1` to `v1`) while the object still exists. `Ok(None)` when neither the group nor
+    /// the kind is served any more. Not cached.
+    pub async fn resolve_any_version(
+        &self,
+        client: &kube::Client,
+        group: &str,
+        kind: &str,
+    ) -> Result<Option<Resolved>, ApplyError> {
+        let found = crate::ssa::retry_transport(|| kube::discovery::group(client, group)).await;
+        let api_group = match found {
+            Ok(g) => g,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(source) => {
+                return Err(ApplyError::Discovery {
+                    api_version: group.to_string(),
+                    kind: kind.to_string(),
+                    source,
+                });
+            }
+        };
+        let preferred = api_group.preferred_version_or_latest().to_string();
+        let mut versions: Vec<String> = vec![preferred.clone()];
+        versions.extend(
+            api_group
+                .versions()
+                .filter(|v| **v != preferred)
+                .map(String::from),
+        );
+        for v in &versions {
+            if let Some((resource, caps)) = api_group
+                .versioned_resources(v)
+                .into_iter()
+                .find(|(r, _)| r.kind == kind)
+            {
+                return Ok(Some(Resolved {
+                    resource,
+                    namespaced: caps.scope == Scope::Namespaced,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), Resolved>> {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }

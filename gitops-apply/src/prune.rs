@@ -59,8 +59,19 @@ impl SsaApplier {
             .await
         {
             Ok((api, _)) => api,
-            // The kind is gone from the server (its CRD was removed): so is the object.
-            Err(ApplyError::UnknownKind { .. }) => return Ok(Action::Deleted),
+            // The recorded version is no longer served: the object may still be there under
+            // another version of its group; only when the kind is gone (its CRD was removed)
+            // is the object gone too.
+            Err(ApplyError::UnknownKind { .. }) => {
+                match self
+                    .discovery
+                    .resolve_any_version(&self.client, &id.group, &id.kind)
+                    .await?
+                {
+                    Some(resolved) => self.api_from(&resolved, ns),
+                    None => return Ok(Action::Deleted),
+                }
+            }
             Err(e) => return Err(e),
         };
         let live: Option<DynamicObject> =

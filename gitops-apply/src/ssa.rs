@@ -96,13 +96,23 @@ impl SsaApplier {
             .discovery
             .resolve(&self.client, api_version, kind, object)
             .await?;
-        let api = if resolved.namespaced {
+        let api = self.api_from(&resolved, namespace);
+        Ok((api, resolved))
+    }
+
+    /// The dynamic API of a resolved kind, in `namespace` (or the client's default namespace)
+    /// when the kind is namespaced.
+    pub(crate) fn api_from(
+        &self,
+        resolved: &Resolved,
+        namespace: Option<&str>,
+    ) -> Api<DynamicObject> {
+        if resolved.namespaced {
             let ns = namespace.unwrap_or_else(|| self.client.default_namespace());
             Api::namespaced_with(self.client.clone(), ns, &resolved.resource)
         } else {
             Api::all_with(self.client.clone(), &resolved.resource)
-        };
-        Ok((api, resolved))
+        }
     }
 
     /// Applies all objects in stages and returns one entry per object, in apply order.

@@ -238,4 +238,27 @@ spec:
         "{msg}"
     );
     assert!(!err.is_retryable());
+
+    // An inventory recorded at a version the server no longer serves still finds the object
+    // through its group's served versions; a kind that is gone altogether counts as deleted.
+    let stale = [
+        gitops_core::InventoryEntry {
+            id: "shop_w1_example.com_Widget".into(),
+            v: "v1beta1".into(),
+        },
+        gitops_core::InventoryEntry {
+            id: "shop_g1_gone.example.com_Gadget".into(),
+            v: "v1".into(),
+        },
+    ];
+    let cs = applier.delete_all(&stale, &[]).await.unwrap();
+    assert_eq!(
+        actions(&cs),
+        ["Gadget/shop/g1 deleted", "Widget/shop/w1 deleted"]
+    );
+    let widgets = api(&env.client(), "example.com", "v1", "Widget", "shop");
+    assert!(
+        widgets.get_opt("w1").await.unwrap().is_none(),
+        "w1 was deleted"
+    );
 }
