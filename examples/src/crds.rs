@@ -56,8 +56,13 @@ pub struct GitRepositoryStatus {
     /// Ready / Reconciling / Stalled.
     #[serde(default)]
     pub conditions: Vec<Condition>,
-    /// The stored artifact.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The stored artifact. Read leniently: an artifact this version cannot read (written by
+    /// another controller version) is `None`, and the next reconcile writes a new one.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artifact: Option<Artifact>,
     /// The ignore rules of the artifact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,12 +145,34 @@ pub struct KustomizationStatus {
     /// Revision last attempted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempted_revision: Option<String>,
-    /// The objects applied, in Flux's `{entries: [{id, v}]}` format.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The objects applied, in Flux's `{entries: [{id, v}]}` format. Read leniently, as
+    /// `artifact` is: an unreadable inventory must not stop the watch of every Kustomization.
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inventory: Option<Inventory>,
     /// The last `reconcile.fluxcd.io/requestedAt` handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+}
+
+/// Reads an optional status field as `None` when it does not have the expected shape, so that
+/// one object with an odd status does not fail the typed watch of the whole kind.
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    match serde_json::from_value(value) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring an unreadable status field");
+            Ok(None)
+        }
+    }
 }
 
 /// Server-side applies the CRDs and waits until they are Established.
@@ -169,4 +196,36 @@ pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
         .await??;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_status_fields_do_not_fail_the_object() {
+        // A Flux v1beta1-era artifact (checksum, no digest) and an inventory of the wrong shape.
+        let repo: GitRepository = serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "podinfo", "namespace": "flux-system"},
+            "spec": {"url": "https://example.com/podinfo", "interval": "1m"},
+            "status": {"artifact": {"checksum": "abc", "revision": "main/abc"},
+                       "conditions": []}
+        }))
+        .unwrap();
+        assert_eq!(repo.status.unwrap().artifact, None);
+        let ks: Kustomization = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": "apps", "namespace": "flux-system"},
+            "spec": {"interval": "10m", "prune": true,
+                     "sourceRef": {"kind": "GitRepository", "name": "podinfo"}},
+            "status": {"inventory": {"entries": "not a list"}, "lastAppliedRevision": "main@sha1:1"}
+        }))
+        .unwrap();
+        let st = ks.status.unwrap();
+        assert_eq!(st.inventory, None);
+        assert_eq!(st.last_applied_revision.as_deref(), Some("main@sha1:1"));
+    }
 }

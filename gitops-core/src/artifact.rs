@@ -22,7 +22,8 @@ pub struct Artifact {
     pub path: String,
     /// Where consumers can read it (`file://` URL of the stored file unless the store says otherwise).
     pub url: String,
-    /// Size of the tar.gz in bytes.
+    /// Size of the tar.gz in bytes (optional in Flux's API: 0 when absent).
+    #[serde(default)]
     pub size: u64,
     /// When the artifact was written (RFC 3339).
     pub last_update_time: jiff::Timestamp,
