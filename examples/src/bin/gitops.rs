@@ -167,20 +167,34 @@ async fn reconcile(args: ReconcileArgs) -> Result<()> {
         timeout: Duration::from_secs(300),
     }
     .run()
-    .await
-    .map_err(|f| f.error)?;
-    let cm = serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": cm_name, "namespace": args.namespace},
-        "data": {"inventory.json": serde_json::to_string(&outcome.inventory)?, "revision": artifact.revision.to_string()},
-    });
-    inventories
-        .patch(
-            &cm_name,
-            &PatchParams::apply(&args.field_manager).force(),
-            &Patch::Apply(&cm),
-        )
-        .await?;
+    .await;
+    let save = async |inventory: &Inventory| -> anyhow::Result<()> {
+        let cm = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": cm_name, "namespace": args.namespace},
+            "data": {"inventory.json": serde_json::to_string(inventory)?, "revision": artifact.revision.to_string()},
+        });
+        inventories
+            .patch(
+                &cm_name,
+                &PatchParams::apply(&args.field_manager).force(),
+                &Patch::Apply(&cm),
+            )
+            .await?;
+        Ok(())
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(failure) => {
+            // Applied but not fully pruned: record what is on the cluster now (the applied
+            // objects and the stale ones still there), so nothing is orphaned.
+            if let Some(inventory) = &failure.inventory {
+                save(inventory).await?;
+            }
+            return Err(failure.error.into());
+        }
+    };
+    save(&outcome.inventory).await?;
     print!("{}", outcome.change_set);
     eprintln!("applied revision {}", artifact.revision);
     Ok(())
