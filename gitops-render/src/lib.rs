@@ -14,6 +14,9 @@
 //! | legacy output order | `kustomize::order` |
 //! | YAML reading (yaml.v3 via kyaml) and printing (`encoding/json` + yaml.v2) | `yaml` |
 //!
+//! After the build, [`PostBuild`] runs Flux's post-build variable substitution
+//! (`spec.postBuild.substitute` / `substituteFrom`) on the objects.
+//!
 //! A folder without a kustomization file is rendered as Flux's kustomize-controller renders it:
 //! as if it had a `kustomization.yaml` listing every `.yaml`/`.yml` file below it (`plain`).
 //!
@@ -25,7 +28,9 @@ mod error;
 mod kustomize;
 mod plain;
 mod renderer;
+mod substitute;
 mod yaml;
 
 pub use error::RenderError;
 pub use renderer::KustomizeRenderer;
+pub use substitute::{PostBuild, SUBSTITUTE_SWITCH, Strategy, SubstituteError};
