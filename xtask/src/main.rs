@@ -157,7 +157,9 @@ fn demo() -> Result<()> {
 }
 
 /// Runs the criterion benches, then times `kubectl kustomize` on the overlay the kustomize bench
-/// builds and prints how many times faster the in-process build is.
+/// builds and prints how many times faster the in-process build is; then runs
+/// `benches/scripts/kustomize-large.sh` (`gitops build` against `kubectl kustomize` on a large
+/// generated overlay, with peak memory).
 fn bench() -> Result<()> {
     run(cargo().args(["bench", "-p", "gitops-benches"]))?;
     let overlay = root().join("../shared/fixtures/podinfo-k8s120/deploy/overlays/production");
@@ -191,6 +193,9 @@ fn bench() -> Result<()> {
         kubectl_ns / 1e6,
         kubectl_ns / ours_ns
     );
+    // Whole processes on a large generated overlay: time and peak memory, with the ratios.
+    let script = root().join("benches/scripts/kustomize-large.sh");
+    run(Command::new("bash").arg(script).current_dir(root()))?;
     Ok(())
 }
 
