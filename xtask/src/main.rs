@@ -7,6 +7,8 @@
 //!   against the test control plane.
 //! - `cargo xtask bench`: the criterion benches, then `kubectl kustomize` on the same overlay in
 //!   the same run, printed as a ratio.
+//! - `cargo xtask kustomize-compare DIR...`: every kustomization under the folders, built by
+//!   `kubectl kustomize` and by `gitops build`: how many are byte-identical, and what differs.
 //! - `cargo xtask demo`: the main job end to end: a local control plane, a Git server over smart
 //!   HTTP, the operator reconciling podinfo, then a prune.
 
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod compare;
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -26,8 +30,24 @@ fn main() -> Result<()> {
         "ci" => ci(),
         "demo" => demo(),
         "bench" => bench(),
+        "kustomize-compare" => {
+            let roots: Vec<PathBuf> = std::env::args().skip(2).map(PathBuf::from).collect();
+            if roots.is_empty() {
+                bail!("usage: cargo xtask kustomize-compare DIR...");
+            }
+            run(cargo().args([
+                "build",
+                "--release",
+                "-q",
+                "-p",
+                "gitops-examples",
+                "--bin",
+                "gitops",
+            ]))?;
+            compare::compare(&target_dir().join("release/gitops"), &roots)
+        }
         _ => {
-            eprintln!("usage: cargo xtask <testenv|ci|demo|bench>");
+            eprintln!("usage: cargo xtask <testenv|ci|demo|bench|kustomize-compare DIR...>");
             std::process::exit(2);
         }
     }
@@ -67,6 +87,13 @@ fn run(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed with {status}");
     }
     Ok(())
+}
+
+/// `CARGO_TARGET_DIR`, or the workspace's `target`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
 }
 
 fn cargo() -> Command {
@@ -179,9 +206,7 @@ fn bench() -> Result<()> {
         }
     }
     let kubectl_ns = start.elapsed().as_nanos() as f64 / f64::from(runs);
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
+    let target = target_dir();
     let estimates =
         target.join("criterion/kustomize_build_yaml_podinfo_production/new/estimates.json");
     let json = std::fs::read_to_string(&estimates)
