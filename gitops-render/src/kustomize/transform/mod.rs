@@ -1,8 +1,13 @@
 //! Transformers and the field specs they act through (kustomize's `api/filters/fieldspec`).
 
+pub(crate) mod builtin;
+pub(crate) mod config;
+pub(crate) mod images;
 pub(crate) mod labels;
 pub(crate) mod nameref;
 pub(crate) mod namespace;
+pub(crate) mod prefix;
+pub(crate) mod replicas;
 
 use serde_json::{Map, Value};
 
