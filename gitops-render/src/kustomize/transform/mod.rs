@@ -117,8 +117,10 @@ pub(crate) fn walk(
                     Some(CreateKind::Mapping) => {
                         map.insert(name.to_owned(), Value::Object(Map::new()));
                     }
+                    // A created scalar stays null until the callback sets it, so that
+                    // callbacks can tell it from an empty string.
                     Some(CreateKind::Scalar) => {
-                        map.insert(name.to_owned(), Value::String(String::new()));
+                        map.insert(name.to_owned(), Value::Null);
                     }
                 }
             }
@@ -131,8 +133,7 @@ pub(crate) fn walk(
                 } else {
                     match kind {
                         Some(CreateKind::Mapping) => *field = Value::Object(Map::new()),
-                        Some(CreateKind::Scalar) => *field = Value::String(String::new()),
-                        None => {}
+                        Some(CreateKind::Scalar) | None => {}
                     }
                 }
             }

@@ -2,7 +2,8 @@
 //! also configured under `transformers:` (`replica`, `fieldSpecs`).
 //!
 //! For each field spec, the objects whose current or previous id has the entry's name and a
-//! kind the spec selects get the count (an integer, created where missing). An entry that
+//! kind the spec selects get the count (an integer, created where missing; replacing a quoted
+//! value, it stays a string, as kyaml keeps the node's style). An entry that
 //! matches no object with any field spec is an error, as in kustomize.
 
 use std::path::Path;
@@ -53,7 +54,11 @@ pub(crate) fn apply(
                 if node.is_object() || node.is_array() {
                     return Err("expected a scalar node".into());
                 }
-                *node = Value::Number(args.count.into());
+                // kyaml keeps the style of the node it replaces: a quoted count stays a string.
+                *node = match node {
+                    Value::String(_) => Value::String(args.count.to_string()),
+                    _ => Value::Number(args.count.into()),
+                };
                 Ok(())
             })?;
         }
