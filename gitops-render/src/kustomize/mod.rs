@@ -173,19 +173,21 @@ fn accumulate_resources(
 }
 
 /// Loads the configurations listed under `transformers:` (inline YAML, files or folders) and
-/// applies them in order.
+/// applies them: the inline ones in order, then those of files and folders in order.
 fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Result<(), RenderError> {
+    // kustomize takes the inline configurations first, then loads the files and folders.
     let mut configs: Vec<(Map<String, Value>, PathBuf)> = Vec::new();
-    for entry in &k.transformers {
-        if entry.contains('\n') {
-            for obj in objects_from_bytes(entry.as_bytes(), &k.file)? {
-                configs.push((obj, k.file.clone()));
-            }
-        } else {
-            let loaded = accumulate_resources(std::slice::from_ref(entry), k, loader)?;
-            for r in loaded.resources {
-                configs.push((r.obj, r.source.as_ref().clone()));
-            }
+    let (inline, paths): (Vec<&String>, Vec<&String>) =
+        k.transformers.iter().partition(|e| e.contains('\n'));
+    for entry in inline {
+        for obj in objects_from_bytes(entry.as_bytes(), &k.file)? {
+            configs.push((obj, k.file.clone()));
+        }
+    }
+    for entry in paths {
+        let loaded = accumulate_resources(std::slice::from_ref(entry), k, loader)?;
+        for r in loaded.resources {
+            configs.push((r.obj, r.source.as_ref().clone()));
         }
     }
     for (obj, file) in configs {
