@@ -214,6 +214,10 @@ fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Resul
                 let (args, specs) = transform::images::from_config(&obj, &file)?;
                 transform::images::ImageUpdate::new(&args, &file)?.apply(m, &specs)?;
             }
+            "NamespaceTransformer" => {
+                let (ns, specs, unset_only, mode) = transform::namespace::from_config(&obj, &file)?;
+                transform::namespace::apply_with(m, &ns, &specs, unset_only, mode)?;
+            }
             "ReplicaCountTransformer" => {
                 let (args, specs) = transform::replicas::from_config(&obj, &file)?;
                 transform::replicas::apply(m, &args, &specs, &file)?;

@@ -48,6 +48,8 @@ pub(crate) struct TransformerConfig {
     pub images: Vec<FieldSpec>,
     /// `replicas` field specs.
     pub replicas: Vec<FieldSpec>,
+    /// `namespace` field specs.
+    pub namespace: Vec<FieldSpec>,
     /// `nameReference` entries.
     pub name_reference: Vec<BackReference>,
 }
@@ -263,6 +265,7 @@ impl TransformerConfig {
                 ("", "", "ReplicaSet", "spec/replicas", true),
                 ("", "", "StatefulSet", "spec/replicas", true),
             ]),
+            namespace: super::namespace::default_field_specs(),
             name_reference: super::nameref::default_back_references(),
         }
     }
@@ -271,7 +274,8 @@ impl TransformerConfig {
     /// by the same group, version and kind) are kept once; name references to the same kind
     /// merge their referrers.
     pub(crate) fn merge(&mut self, other: &TransformerConfig) -> Result<(), String> {
-        let pairs: [(&mut Vec<FieldSpec>, &Vec<FieldSpec>, &str); 8] = [
+        let pairs: [(&mut Vec<FieldSpec>, &Vec<FieldSpec>, &str); 9] = [
+            (&mut self.namespace, &other.namespace, "NameSpace"),
             (&mut self.name_prefix, &other.name_prefix, "NamePrefix"),
             (&mut self.name_suffix, &other.name_suffix, "NameSuffix"),
             (
@@ -340,13 +344,10 @@ impl TransformerConfig {
                 "images" => c.images = field_specs(v, file, k)?,
                 "replicas" => c.replicas = field_specs(v, file, k)?,
                 "nameReference" => c.name_reference = back_references(v, file, k)?,
-                "namespace" | "varReference" => {
-                    if !field_specs(v, file, k)?.is_empty() {
-                        return Err(RenderError::unsupported(
-                            file,
-                            format!("configurations: {k} field specs"),
-                        ));
-                    }
+                "namespace" => c.namespace = field_specs(v, file, k)?,
+                // Only `vars` use these, and `vars` are refused by the kustomization reader.
+                "varReference" => {
+                    field_specs(v, file, k)?;
                 }
                 _ => {
                     return Err(RenderError::field(
