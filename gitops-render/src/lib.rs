@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `resources` (files, folders, nested bases), load restrictions | `kustomize::load` |
 //! | `configMapGenerator`, `secretGenerator`, `generatorOptions`, content-hash names | `kustomize::generator` |
-//! | `namespace` (builtin `NamespaceTransformer`) | `kustomize::transform::namespace` |
+//! | `namespace` (and `NamespaceTransformer` under `transformers:`) | `kustomize::transform::namespace` |
 //! | `namePrefix`, `nameSuffix` (and `PrefixTransformer`, `SuffixTransformer`, `PrefixSuffixTransformer`) | `kustomize::transform::prefix` |
 //! | `commonLabels`, `labels`, `commonAnnotations` (and `LabelTransformer`, `AnnotationsTransformer`) | `kustomize::transform::labels` |
 //! | `images` (and `ImageTagTransformer`) | `kustomize::transform::images` |
