@@ -300,6 +300,7 @@ impl TransformerConfig {
         for (mine, theirs, name) in pairs {
             merge_all(mine, theirs)
                 .map_err(|e| format!("failed to merge {name} fieldSpec: {e}"))?;
+            mine.sort_by_cached_key(|fs| gvk_sort_key(&fs.group, &fs.version, &fs.kind));
         }
         for b in &other.name_reference {
             match self
@@ -312,6 +313,8 @@ impl TransformerConfig {
                 None => self.name_reference.push(b.clone()),
             }
         }
+        self.name_reference
+            .sort_by_cached_key(|b| gvk_sort_key(&b.group, &b.version, &b.kind));
         Ok(())
     }
 
@@ -360,6 +363,27 @@ impl TransformerConfig {
         }
         Ok(c)
     }
+}
+
+/// The key kustomize sorts merged configurations by (`Gvk.IsLessThan`): the kind's rank in
+/// the legacy order, then `group_version_kind` with `~G`, `~V`, `~K` for empty parts.
+fn gvk_sort_key(group: &str, version: &str, kind: &str) -> (i64, String) {
+    let or = |s: &str, d: &str| {
+        if s.is_empty() {
+            d.to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    (
+        crate::kustomize::order::rank(kind),
+        format!(
+            "{}_{}_{}",
+            or(group, "~G"),
+            or(version, "~V"),
+            or(kind, "~K")
+        ),
+    )
 }
 
 /// kustomize's `FsSlice.MergeAll`.
@@ -435,10 +459,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn merging_the_defaults_into_themselves_changes_nothing() {
-        let mut c = TransformerConfig::defaults();
+    fn merging_the_defaults_again_changes_nothing() {
+        let mut c = TransformerConfig::default();
         c.merge(&TransformerConfig::defaults()).unwrap();
-        assert_eq!(c, TransformerConfig::defaults());
+        let once = c.clone();
+        c.merge(&TransformerConfig::defaults()).unwrap();
+        assert_eq!(c, once);
+        assert_eq!(
+            c.common_labels.len(),
+            TransformerConfig::defaults().common_labels.len()
+        );
+        let kinds: Vec<&str> = c.replicas.iter().map(|f| f.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "Deployment",
+                "StatefulSet",
+                "ReplicaSet",
+                "ReplicationController"
+            ]
+        );
     }
 
     #[test]
