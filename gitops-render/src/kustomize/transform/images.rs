@@ -37,14 +37,14 @@ pub(crate) fn split(image: &str) -> (String, String, String) {
     let colon = search.find(':').map(|i| i + slash);
     match (colon, at) {
         (None, None) => (image.to_owned(), String::new(), String::new()),
-        (c, Some(a)) if c.is_none_or(|c| a < c) => (
-            image[..a].to_owned(),
-            String::new(),
-            image[a + 1..].to_owned(),
-        ),
-        (Some(c), Some(a)) => (
+        (Some(c), Some(a)) if c < a => (
             image[..c].to_owned(),
             image[c + 1..a].to_owned(),
+            image[a + 1..].to_owned(),
+        ),
+        (_, Some(a)) => (
+            image[..a].to_owned(),
+            String::new(),
             image[a + 1..].to_owned(),
         ),
         (Some(c), None) => (
@@ -52,7 +52,6 @@ pub(crate) fn split(image: &str) -> (String, String, String) {
             image[c + 1..].to_owned(),
             String::new(),
         ),
-        (None, Some(_)) => unreachable!("handled by the digest-only arm"),
     }
 }
 
@@ -131,10 +130,18 @@ impl<'a> ImageUpdate<'a> {
                         && let Value::Array(items) = value
                     {
                         for item in items {
-                            if let Value::Object(c) = item
-                                && let Some(image) = c.get_mut("image")
-                            {
-                                self.set(image)?;
+                            match item {
+                                Value::Object(c) => {
+                                    if let Some(image) = c.get_mut("image") {
+                                        self.set(image)?;
+                                    }
+                                }
+                                Value::Null => {}
+                                _ => {
+                                    return Err(format!(
+                                        "an element of {key} is not a mapping (wrong node kind)"
+                                    ));
+                                }
                             }
                         }
                     }
