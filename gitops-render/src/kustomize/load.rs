@@ -439,7 +439,8 @@ impl Kustomization {
     /// Reads and decodes a kustomization file.
     pub(crate) fn load(file: &Path) -> Result<Self, RenderError> {
         let text = std::fs::read_to_string(file).map_err(|e| RenderError::io(file, e))?;
-        let value = yaml::parse_first_document(&text).map_err(|e| RenderError::yaml(file, e))?;
+        let value =
+            yaml::parse_kustomization_document(&text).map_err(|e| RenderError::yaml(file, e))?;
         Self::from_value(file, value.unwrap_or(Value::Null))
     }
 

@@ -320,7 +320,7 @@ impl TransformerConfig {
 
     /// Reads a `configurations:` file.
     pub(crate) fn from_file(text: &str, file: &Path) -> Result<Self, RenderError> {
-        let value = crate::yaml::parse_first_document(text)
+        let value = crate::yaml::parse_kustomization_document(text)
             .map_err(|e| RenderError::yaml(file, e))?
             .unwrap_or(Value::Null);
         let map = match value {
