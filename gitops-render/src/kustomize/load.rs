@@ -2,6 +2,8 @@
 //!
 //! - A folder's kustomization is `kustomization.yaml`, `kustomization.yml` or `Kustomization`
 //!   (exactly one of them).
+//! - The file is read as `sigs.k8s.io/yaml` reads it: plain scalars typed by YAML 1.1 rules
+//!   (`yes`, `on`... are booleans; timestamps stay text).
 //! - Fields are decoded strictly: an unknown field is an error (`invalid Kustomization`); fields
 //!   of kustomize that this renderer does not implement yet are reported as unsupported rather
 //!   than ignored, so a build never silently differs from `kubectl kustomize`.

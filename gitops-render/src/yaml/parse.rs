@@ -346,7 +346,11 @@ impl Builder {
             return Ok(Value::String(text.to_owned()));
         }
         let resolved = if self.v2 {
-            resolve_v2(text)
+            // yaml.v2 decodes timestamps into `interface{}` as their text.
+            match resolve_v2(text) {
+                Resolved::Timestamp(_) => return Ok(Value::String(text.to_owned())),
+                r => r,
+            }
         } else {
             resolve_v3(text)
         };
