@@ -7,8 +7,12 @@
 //! | --- | --- |
 //! | `resources` (files, folders, nested bases), load restrictions | `kustomize::load` |
 //! | `configMapGenerator`, `secretGenerator`, `generatorOptions`, content-hash names | `kustomize::generator` |
-//! | `namespace` (builtin `NamespaceTransformer`) | `kustomize::transform::namespace` |
-//! | builtin `LabelTransformer` under `transformers:` | `kustomize::transform::labels` |
+//! | `namespace` (and `NamespaceTransformer` under `transformers:`) | `kustomize::transform::namespace` |
+//! | `namePrefix`, `nameSuffix` (and `PrefixTransformer`, `SuffixTransformer`, `PrefixSuffixTransformer`) | `kustomize::transform::prefix` |
+//! | `commonLabels`, `labels`, `commonAnnotations` (and `LabelTransformer`, `AnnotationsTransformer`) | `kustomize::transform::labels` |
+//! | `images` (and `ImageTagTransformer`) | `kustomize::transform::images` |
+//! | `replicas` (and `ReplicaCountTransformer`) | `kustomize::transform::replicas` |
+//! | `configurations` (custom field specs, `nameReference`) | `kustomize::transform::config` |
 //! | name references to renamed or moved objects (kustomize's default `nameReference` table) | `kustomize::transform::nameref` |
 //! | `config.kubernetes.io/local-config` objects dropped, build annotations removed | `kustomize` |
 //! | legacy output order | `kustomize::order` |
@@ -20,7 +24,7 @@
 //! A folder without a kustomization file is rendered as Flux's kustomize-controller renders it:
 //! as if it had a `kustomization.yaml` listing every `.yaml`/`.yml` file below it (`plain`).
 //!
-//! Kustomize features beyond these (patches, images, name prefixes, components, Helm charts,
+//! Kustomize features beyond these (patches, replacements, components, Helm charts,
 //! remote bases...) are reported as [`RenderError::Unsupported`], never silently ignored.
 
 mod base64;

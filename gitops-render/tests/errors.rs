@@ -104,11 +104,11 @@ fn kustomization_problems_name_the_field() {
     write(
         k,
         "kustomization.yaml",
-        "resources:\n- cm.yaml\nnamePrefix: x-\n",
+        "resources:\n- cm.yaml\nreplacements:\n- path: r.yaml\n",
     );
     let err = KustomizeRenderer::new().build(k).unwrap_err();
     assert!(
-        matches!(&err, RenderError::Unsupported { field, .. } if field == "namePrefix"),
+        matches!(&err, RenderError::Unsupported { field, .. } if field == "replacements"),
         "{err:?}"
     );
 
@@ -190,4 +190,123 @@ fn files_outside_the_kustomization_folder_are_refused() {
         matches!(err, RenderError::MissingKustomization { .. }),
         "{err:?}"
     );
+}
+
+/// Builds a folder with `cm.yaml`, a Deployment and the given kustomization; returns the error.
+fn kustomization_error(kustomization: &str) -> RenderError {
+    let tmp = tempfile::tempdir().unwrap();
+    let k = tmp.path();
+    write(k, "cm.yaml", CM);
+    write(
+        k,
+        "deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        image: nginx\n",
+    );
+    write(k, "kustomization.yaml", kustomization);
+    KustomizeRenderer::new().build(k).unwrap_err()
+}
+
+#[test]
+fn name_label_image_and_replica_fields_are_checked() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "resources: [cm.yaml]\nnamePrefix: [a]\n",
+            &["kustomization.yaml", "field namePrefix"],
+        ),
+        (
+            "resources: [cm.yaml]\ncommonLabels:\n  version: 1\n",
+            &["field commonLabels.version"],
+        ),
+        (
+            "resources: [cm.yaml]\ncommonAnnotations: [a]\n",
+            &["field commonAnnotations"],
+        ),
+        (
+            "resources: [cm.yaml]\nlabels:\n- pairs: {a: b}\n  includeSelectors: yes please\n",
+            &["field labels[0].includeSelectors"],
+        ),
+        (
+            "resources: [cm.yaml]\nlabels:\n- pairs: {a: b}\n  fields:\n  - path: 3\n",
+            &["field labels[0].fields[0].path"],
+        ),
+        (
+            "resources: [cm.yaml]\nlabels:\n- pair: {a: b}\n",
+            &["field labels[0].pair", "unknown field"],
+        ),
+        (
+            "resources: [cm.yaml]\nimages:\n- name: a\n- name: b\n- name: c\n  newTag: 1.2\n",
+            &["field images[2].newTag"],
+        ),
+        (
+            "resources: [cm.yaml]\nimages:\n- name: a\n  newTgs: x\n",
+            &["field images[0].newTgs", "unknown field"],
+        ),
+        (
+            "resources: [cm.yaml]\nimages:\n- name: 'nginx(('\n  newTag: x\n",
+            &["field images[0].name"],
+        ),
+        (
+            "resources: [deploy.yaml]\nreplicas:\n- name: web\n  count: three\n",
+            &["field replicas[0].count", "expected an integer"],
+        ),
+        (
+            "resources: [deploy.yaml]\nreplicas:\n- name: web\n  count: 1.5\n",
+            &["field replicas[0].count"],
+        ),
+        (
+            "resources: [deploy.yaml]\nreplicas:\n- name: nope\n  count: 2\n",
+            &[
+                "field replicas[0].name",
+                "resource with name nope does not match a config with the following GVK",
+            ],
+        ),
+        (
+            "resources: [cm.yaml]\nconfigurations: [missing.yaml]\n",
+            &["kustomization.yaml: missing.yaml: no such file"],
+        ),
+    ];
+    for (kustomization, wanted) in cases {
+        let msg = kustomization_error(kustomization).to_string();
+        for w in *wanted {
+            assert!(msg.contains(w), "{kustomization:?}: {msg:?} lacks {w:?}");
+        }
+    }
+}
+
+#[test]
+fn bad_builtin_transformer_configs_name_file_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let k = tmp.path();
+    write(k, "cm.yaml", CM);
+    write(
+        k,
+        "kustomization.yaml",
+        "resources: [cm.yaml]\ntransformers: [t.yaml]\n",
+    );
+    let cases: &[(&str, &str)] = &[
+        (
+            "apiVersion: builtin\nkind: PrefixTransformer\nmetadata: {name: p}\nprefix: a-\n",
+            "fieldSpecs",
+        ),
+        (
+            "apiVersion: builtin\nkind: ReplicaCountTransformer\nmetadata: {name: r}\nreplica: {name: ok, count: x}\nfieldSpecs: []\n",
+            "replica.count",
+        ),
+        (
+            "apiVersion: builtin\nkind: ImageTagTransformer\nmetadata: {name: i}\nimageTag: {name: a, newTag: 2}\n",
+            "imageTag.newTag",
+        ),
+        (
+            "apiVersion: builtin\nkind: AnnotationsTransformer\nmetadata: {name: a}\nannotations: [x]\n",
+            "annotations",
+        ),
+    ];
+    for (config, field) in cases {
+        write(k, "t.yaml", config);
+        let msg = KustomizeRenderer::new().build(k).unwrap_err().to_string();
+        assert!(
+            msg.contains("t.yaml") && msg.contains(&format!("field {field}")),
+            "{config:?}: {msg}"
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //!
 //! - A folder's kustomization is `kustomization.yaml`, `kustomization.yml` or `Kustomization`
 //!   (exactly one of them).
+//! - The file is read as `sigs.k8s.io/yaml` reads it: plain scalars typed by YAML 1.1 rules
+//!   (`yes`, `on`... are booleans; timestamps stay text).
 //! - Fields are decoded strictly: an unknown field is an error (`invalid Kustomization`); fields
 //!   of kustomize that this renderer does not implement yet are reported as unsupported rather
 //!   than ignored, so a build never silently differs from `kubectl kustomize`.
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::transform::FieldSpec;
+use super::transform::labels::field_specs;
 use crate::error::RenderError;
 use crate::yaml;
 
@@ -24,26 +28,17 @@ pub(crate) const KUSTOMIZATION_FILE_NAMES: [&str; 3] =
 /// Fields of kustomize's `Kustomization` that this renderer does not implement yet.
 const UNSUPPORTED_FIELDS: &[&str] = &[
     "buildMetadata",
-    "commonAnnotations",
-    "commonLabels",
     "components",
-    "configurations",
     "crds",
     "generators",
     "helmChartInflationGenerator",
     "helmCharts",
     "helmGlobals",
-    "imageTags",
-    "images",
-    "labels",
-    "namePrefix",
-    "nameSuffix",
     "openapi",
     "patches",
     "patchesJson6902",
     "patchesStrategicMerge",
     "replacements",
-    "replicas",
     "validators",
     "vars",
 ];
@@ -152,6 +147,65 @@ pub(crate) struct Kustomization {
     pub transformers: Vec<String>,
     /// `sortOptions.order`.
     pub sort_order: SortOrder,
+    /// `namePrefix`.
+    pub name_prefix: String,
+    /// `nameSuffix`.
+    pub name_suffix: String,
+    /// `commonLabels`.
+    pub common_labels: BTreeMap<String, String>,
+    /// `labels`.
+    pub labels: Vec<LabelArgs>,
+    /// `commonAnnotations`.
+    pub common_annotations: BTreeMap<String, String>,
+    /// `images` followed by the deprecated `imageTags`.
+    pub images: Vec<ImageArgs>,
+    /// `replicas`.
+    pub replicas: Vec<ReplicaArgs>,
+    /// `configurations`: files of field specs merged into the transformer configuration.
+    pub configurations: Vec<String>,
+}
+
+/// One entry of `labels` (kustomize's `types.Label`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct LabelArgs {
+    /// The field path of the entry, for errors (`labels[0]`).
+    pub field: String,
+    /// `pairs`.
+    pub pairs: BTreeMap<String, String>,
+    /// `includeSelectors`.
+    pub include_selectors: bool,
+    /// `includeTemplates`.
+    pub include_templates: bool,
+    /// `fields`: extra field specs.
+    pub fields: Vec<FieldSpec>,
+}
+
+/// One entry of `images` (kustomize's `types.Image`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ImageArgs {
+    /// The field path of the entry, for errors (`images[0]`).
+    pub field: String,
+    /// `name`: matched as a regular expression, as kustomize does.
+    pub name: String,
+    /// `newName`.
+    pub new_name: String,
+    /// `newTag`.
+    pub new_tag: String,
+    /// `digest`.
+    pub digest: String,
+    /// `tagSuffix`.
+    pub tag_suffix: String,
+}
+
+/// One entry of `replicas` (kustomize's `types.Replica`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct ReplicaArgs {
+    /// The field path of the entry, for errors (`replicas[0]`).
+    pub field: String,
+    /// `name`.
+    pub name: String,
+    /// `count`.
+    pub count: i64,
 }
 
 struct Fields<'a> {
@@ -284,11 +338,111 @@ impl Fields<'_> {
     }
 }
 
+impl Fields<'_> {
+    fn list<'v>(&self, field: &str, v: &'v Value) -> Result<&'v [Value], RenderError> {
+        match v {
+            Value::Null => Ok(&[]),
+            Value::Array(items) => Ok(items),
+            other => Err(self.err(field, format!("expected a list, found {other}"))),
+        }
+    }
+
+    fn labels(&self, field: &str, v: &Value) -> Result<Vec<LabelArgs>, RenderError> {
+        let mut out = Vec::new();
+        for (i, item) in self.list(field, v)?.iter().enumerate() {
+            let lfield = format!("{field}[{i}]");
+            let mut l = LabelArgs {
+                field: lfield.clone(),
+                ..LabelArgs::default()
+            };
+            if let Some(m) = self.mapping(&lfield, item)? {
+                for (k, v) in m {
+                    let f = format!("{lfield}.{k}");
+                    match k.as_str() {
+                        "pairs" => l.pairs = self.string_map(&f, v)?,
+                        "includeSelectors" => l.include_selectors = self.boolean(&f, v)?,
+                        "includeTemplates" => l.include_templates = self.boolean(&f, v)?,
+                        "fields" => l.fields = field_specs(Some(v), self.file, &f)?,
+                        _ => return Err(self.err(&f, "unknown field")),
+                    }
+                }
+            }
+            out.push(l);
+        }
+        Ok(out)
+    }
+
+    fn images(&self, field: &str, v: &Value) -> Result<Vec<ImageArgs>, RenderError> {
+        let mut out = Vec::new();
+        for (i, item) in self.list(field, v)?.iter().enumerate() {
+            let ifield = format!("{field}[{i}]");
+            let mut img = ImageArgs {
+                field: ifield.clone(),
+                ..ImageArgs::default()
+            };
+            if let Some(m) = self.mapping(&ifield, item)? {
+                for (k, v) in m {
+                    let f = format!("{ifield}.{k}");
+                    match k.as_str() {
+                        "name" => img.name = self.string(&f, v)?,
+                        "newName" => img.new_name = self.string(&f, v)?,
+                        "newTag" => img.new_tag = self.string(&f, v)?,
+                        "digest" => img.digest = self.string(&f, v)?,
+                        "tagSuffix" => img.tag_suffix = self.string(&f, v)?,
+                        _ => return Err(self.err(&f, "unknown field")),
+                    }
+                }
+            }
+            out.push(img);
+        }
+        Ok(out)
+    }
+
+    fn replicas(&self, field: &str, v: &Value) -> Result<Vec<ReplicaArgs>, RenderError> {
+        let mut out = Vec::new();
+        for (i, item) in self.list(field, v)?.iter().enumerate() {
+            let rfield = format!("{field}[{i}]");
+            let mut r = ReplicaArgs {
+                field: rfield.clone(),
+                ..ReplicaArgs::default()
+            };
+            if let Some(m) = self.mapping(&rfield, item)? {
+                for (k, v) in m {
+                    let f = format!("{rfield}.{k}");
+                    match k.as_str() {
+                        "name" => r.name = self.string(&f, v)?,
+                        "count" => r.count = int64(self, &f, v)?,
+                        _ => return Err(self.err(&f, "unknown field")),
+                    }
+                }
+            }
+            out.push(r);
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes an integer as Go's `encoding/json` does into an `int64`.
+pub(crate) fn int64_value(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::Null => Ok(0),
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| format!("expected an integer, found {n}")),
+        other => Err(format!("expected an integer, found {other}")),
+    }
+}
+
+fn int64(f: &Fields<'_>, field: &str, v: &Value) -> Result<i64, RenderError> {
+    int64_value(v).map_err(|m| f.err(field, m))
+}
+
 impl Kustomization {
     /// Reads and decodes a kustomization file.
     pub(crate) fn load(file: &Path) -> Result<Self, RenderError> {
         let text = std::fs::read_to_string(file).map_err(|e| RenderError::io(file, e))?;
-        let value = yaml::parse_first_document(&text).map_err(|e| RenderError::yaml(file, e))?;
+        let value =
+            yaml::parse_kustomization_document(&text).map_err(|e| RenderError::yaml(file, e))?;
         Self::from_value(file, value.unwrap_or(Value::Null))
     }
 
@@ -307,6 +461,7 @@ impl Kustomization {
             ..Kustomization::default()
         };
         let mut bases = Vec::new();
+        let mut image_tags = Vec::new();
         let mut kind = String::new();
         let mut api_version = String::new();
         let mut has_content = false;
@@ -328,6 +483,15 @@ impl Kustomization {
                 "generatorOptions" => k.generator_options = f.options(key, v)?,
                 "transformers" => k.transformers = f.strings(key, v)?,
                 "sortOptions" => k.sort_order = sort_order(&f, v)?,
+                "namePrefix" => k.name_prefix = f.string(key, v)?,
+                "nameSuffix" => k.name_suffix = f.string(key, v)?,
+                "commonLabels" => k.common_labels = f.string_map(key, v)?,
+                "commonAnnotations" => k.common_annotations = f.string_map(key, v)?,
+                "labels" => k.labels = f.labels(key, v)?,
+                "images" => k.images = f.images(key, v)?,
+                "imageTags" => image_tags = f.images(key, v)?,
+                "replicas" => k.replicas = f.replicas(key, v)?,
+                "configurations" => k.configurations = f.strings(key, v)?,
                 other if UNSUPPORTED_FIELDS.contains(&other) => {
                     if !is_empty(v) {
                         return Err(RenderError::unsupported(file, other));
@@ -354,6 +518,7 @@ impl Kustomization {
             }
         }
         k.resources.extend(bases);
+        k.images.extend(image_tags);
         Ok(k)
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! 1. accumulate the kustomization's `resources` (files, and base folders built recursively),
 //!    then its generators (`configMapGenerator`, `secretGenerator`), then run its transformers
-//!    (`namespace`, then the configurations listed under `transformers:`);
+//!    (`namespace`, `namePrefix`/`nameSuffix`, `labels`/`commonLabels`, `commonAnnotations`,
+//!    `replicas`, `images`, then the configurations listed under `transformers:`), with the
+//!    field specs of the defaults, its `configurations` and those of its bases;
 //! 2. at the top only: add the content-hash suffix to generated names and rewrite the
 //!    references to renamed objects;
 //! 3. sort (legacy order unless `sortOptions` says `fifo`);
@@ -24,6 +26,7 @@ use crate::error::RenderError;
 use crate::yaml;
 use load::{Kustomization, Loader, SortOrder, find_kustomization};
 use resource::{ResMap, Resource, objects_from_bytes, scalar_text};
+use transform::config::TransformerConfig;
 use transform::labels::LabelTransformer;
 
 /// kustomize's annotation marking objects that are not output (`konfig.IgnoredByKustomizeAnnotation`).
@@ -94,14 +97,46 @@ pub(crate) fn build(dir: &Path) -> Result<Vec<Map<String, Value>>, RenderError> 
 /// kustomize's `accumulateTarget` for one kustomization.
 fn accumulate(k: &Kustomization, loader: &Loader) -> Result<ResMap, RenderError> {
     let mut m = accumulate_resources(&k.resources, k, loader)?;
+    let config = load_configurations(k, loader)?;
+    m.config
+        .merge(&config)
+        .map_err(|e| RenderError::field(&k.file, "configurations", e))?;
     for r in generator::generate(k, loader)? {
         m.append(r)?;
     }
+    // -- patchesStrategicMerge, then patches, go here.
     if !k.namespace.is_empty() {
         transform::namespace::apply(&mut m, &k.namespace)?;
     }
+    transform::builtin::names_and_metadata(k, &mut m)?;
+    // -- patchesJson6902 goes here.
+    transform::builtin::replicas_and_images(k, &mut m)?;
+    // -- replacements go here.
     run_transformers(k, loader, &mut m)?;
     Ok(m)
+}
+
+/// kustomize's `MakeTransformerConfig`: the defaults merged with the `configurations` files.
+fn load_configurations(
+    k: &Kustomization,
+    loader: &Loader,
+) -> Result<TransformerConfig, RenderError> {
+    let mut config = TransformerConfig::defaults();
+    for (i, rel) in k.configurations.iter().enumerate() {
+        let (path, bytes) = loader.read(rel, &k.file)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            RenderError::field(
+                &k.file,
+                format!("configurations[{i}]"),
+                "the file is not UTF-8 text",
+            )
+        })?;
+        let c = TransformerConfig::from_file(&text, &path)?;
+        config
+            .merge(&c)
+            .map_err(|e| RenderError::field(&k.file, format!("configurations[{i}]"), e))?;
+    }
+    Ok(config)
 }
 
 /// kustomize's `accumulateResources`: each entry is a file of manifests or a base folder.
@@ -121,7 +156,11 @@ fn accumulate_resources(
                 }
             })?;
             let sub = Kustomization::load(&file)?;
-            m.append_all(accumulate(&sub, &child)?)?;
+            let sub_m = accumulate(&sub, &child)?;
+            m.config
+                .merge(&sub_m.config)
+                .map_err(|e| RenderError::field(&sub.file, "configurations", e))?;
+            m.append_all(sub_m)?;
         } else {
             let (path, bytes) = loader.read(rel, &k.file)?;
             let source = Arc::new(path);
@@ -134,19 +173,21 @@ fn accumulate_resources(
 }
 
 /// Loads the configurations listed under `transformers:` (inline YAML, files or folders) and
-/// applies them in order.
+/// applies them: the inline ones in order, then those of files and folders in order.
 fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Result<(), RenderError> {
+    // kustomize takes the inline configurations first, then loads the files and folders.
     let mut configs: Vec<(Map<String, Value>, PathBuf)> = Vec::new();
-    for entry in &k.transformers {
-        if entry.contains('\n') {
-            for obj in objects_from_bytes(entry.as_bytes(), &k.file)? {
-                configs.push((obj, k.file.clone()));
-            }
-        } else {
-            let loaded = accumulate_resources(std::slice::from_ref(entry), k, loader)?;
-            for r in loaded.resources {
-                configs.push((r.obj, r.source.as_ref().clone()));
-            }
+    let (inline, paths): (Vec<&String>, Vec<&String>) =
+        k.transformers.iter().partition(|e| e.contains('\n'));
+    for entry in inline {
+        for obj in objects_from_bytes(entry.as_bytes(), &k.file)? {
+            configs.push((obj, k.file.clone()));
+        }
+    }
+    for entry in paths {
+        let loaded = accumulate_resources(std::slice::from_ref(entry), k, loader)?;
+        for r in loaded.resources {
+            configs.push((r.obj, r.source.as_ref().clone()));
         }
     }
     for (obj, file) in configs {
@@ -160,6 +201,27 @@ fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Resul
         }
         match kind.as_str() {
             "LabelTransformer" => LabelTransformer::from_config(&obj, &file)?.apply(m)?,
+            "AnnotationsTransformer" => {
+                let t = LabelTransformer::annotations_from_config(&obj, &file)?;
+                transform::labels::set_entries(m, &t.labels, &t.field_specs, "annotations")?;
+            }
+            "PrefixTransformer" | "SuffixTransformer" | "PrefixSuffixTransformer" => {
+                for (end, affix, specs) in transform::prefix::from_config(&obj, &file, &kind)? {
+                    transform::prefix::apply(m, end, &affix, &specs)?;
+                }
+            }
+            "ImageTagTransformer" => {
+                let (args, specs) = transform::images::from_config(&obj, &file)?;
+                transform::images::ImageUpdate::new(&args, &file)?.apply(m, &specs)?;
+            }
+            "NamespaceTransformer" => {
+                let (ns, specs, unset_only, mode) = transform::namespace::from_config(&obj, &file)?;
+                transform::namespace::apply_with(m, &ns, &specs, unset_only, mode)?;
+            }
+            "ReplicaCountTransformer" => {
+                let (args, specs) = transform::replicas::from_config(&obj, &file)?;
+                transform::replicas::apply(m, &args, &specs, &file)?;
+            }
             other => {
                 return Err(RenderError::unsupported(
                     &file,

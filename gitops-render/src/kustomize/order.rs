@@ -38,7 +38,8 @@ const ORDER_LAST: &[&str] = &[
     "ValidatingWebhookConfiguration",
 ];
 
-fn rank(kind: &str) -> i64 {
+/// kustomize's `typeOrders`: the rank of a kind in the legacy order.
+pub(crate) fn rank(kind: &str) -> i64 {
     if let Some(i) = ORDER_FIRST.iter().position(|k| *k == kind) {
         return i as i64 - ORDER_FIRST.len() as i64;
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use gitops_core::object::{is_cluster_scoped_kind, split_api_version};
 use serde_json::{Map, Value};
 
+use super::transform::config::TransformerConfig;
 use crate::error::RenderError;
 use crate::yaml::{self, Document};
 
@@ -107,6 +108,10 @@ pub(crate) struct Resource {
     pub behavior: Option<String>,
     /// The file it was read from, or the kustomization that generated it.
     pub source: Arc<PathBuf>,
+    /// Name prefixes added, innermost first (`internal.config.kubernetes.io/prefixes`).
+    pub prefixes: Vec<String>,
+    /// Name suffixes added, innermost first (`internal.config.kubernetes.io/suffixes`).
+    pub suffixes: Vec<String>,
 }
 
 impl Resource {
@@ -118,6 +123,8 @@ impl Resource {
             needs_hash: false,
             behavior: None,
             source,
+            prefixes: Vec::new(),
+            suffixes: Vec::new(),
         }
     }
 
@@ -194,6 +201,11 @@ impl Resource {
     pub(crate) fn set_name(&mut self, name: String) {
         self.metadata_mut()
             .insert("name".into(), Value::String(name));
+    }
+
+    /// kustomize's `AnyId` matching: the current id or one of the previous ids.
+    pub(crate) fn any_id(&self, mut f: impl FnMut(&ResId) -> bool) -> bool {
+        f(&self.cur_id()) || self.prev_ids.iter().any(f)
     }
 
     /// `Kind/namespace/name` for messages.
@@ -316,6 +328,10 @@ pub(crate) struct ResMap {
     pub resources: Vec<Resource>,
     /// The ids of `resources` when they were appended, to find conflicts.
     index: HashMap<String, usize>,
+    /// The transformer configuration accumulated with the resources (kustomize's
+    /// `ResAccumulator.tConfig`): the defaults and the `configurations` of the kustomization and
+    /// its bases.
+    pub config: TransformerConfig,
 }
 
 impl ResMap {

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
 use serde_json::{Map, Value};
 
-use super::scalar::{Resolved, resolve_v3, resolved_to_value};
+use super::scalar::{Resolved, resolve_v2, resolve_v3, resolved_to_value};
 
 /// A YAML syntax or typing error at a 1-based line of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub(crate) fn parse_documents(text: &str) -> Result<Vec<Document>, YamlError> {
     };
     let mut out = Vec::new();
     for (chunk, line) in split_documents(&normalized)? {
-        if let Some(value) = parse_first(&chunk, line)?
+        if let Some(value) = parse_first(&chunk, line, false)?
             && !value.is_null()
         {
             out.push(Document { value, line });
@@ -95,9 +95,11 @@ pub(crate) fn parse_documents(text: &str) -> Result<Vec<Document>, YamlError> {
     Ok(out)
 }
 
-/// Reads the first document of a text (a kustomization file); `None` when there is none.
-pub(crate) fn parse_first_document(text: &str) -> Result<Option<Value>, YamlError> {
-    parse_first(text, 1)
+/// Reads the first document of a kustomization (or transformer configuration) file as
+/// kustomize does, through `sigs.k8s.io/yaml`: plain scalars typed by yaml.v2's YAML 1.1
+/// rules, so that `yes`, `no`, `on`, `off`, `y`, `n` are booleans.
+pub(crate) fn parse_kustomization_document(text: &str) -> Result<Option<Value>, YamlError> {
+    parse_first(text, 1, true)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -137,6 +139,9 @@ struct Builder {
     root: Option<Value>,
     base_line: usize,
     line: usize,
+    /// Whether plain scalars are typed by yaml.v2's YAML 1.1 rules (`yes`, `on`... are
+    /// booleans), as `sigs.k8s.io/yaml` reads kustomization files.
+    v2: bool,
 }
 
 fn is_core(tag: &Tag) -> bool {
@@ -340,7 +345,16 @@ impl Builder {
         if style != ScalarStyle::Plain {
             return Ok(Value::String(text.to_owned()));
         }
-        resolved_to_value(resolve_v3(text), text)
+        let resolved = if self.v2 {
+            // yaml.v2 decodes timestamps into `interface{}` as their text.
+            match resolve_v2(text) {
+                Resolved::Timestamp(_) => return Ok(Value::String(text.to_owned())),
+                r => r,
+            }
+        } else {
+            resolve_v3(text)
+        };
+        resolved_to_value(resolved, text)
             .ok_or_else(|| self.err(format!("unsupported value {text} (NaN or infinity)")))
     }
 
@@ -443,13 +457,14 @@ impl Builder {
 }
 
 /// Reads the first document of `text` (whose first line is line `base_line` of the file).
-fn parse_first(text: &str, base_line: usize) -> Result<Option<Value>, YamlError> {
+fn parse_first(text: &str, base_line: usize, v2: bool) -> Result<Option<Value>, YamlError> {
     let mut b = Builder {
         stack: Vec::new(),
         anchors: HashMap::new(),
         root: None,
         base_line,
         line: base_line,
+        v2,
     };
     let mut in_document = false;
     for item in Parser::new_from_str(text) {

@@ -1,8 +1,13 @@
 //! Transformers and the field specs they act through (kustomize's `api/filters/fieldspec`).
 
+pub(crate) mod builtin;
+pub(crate) mod config;
+pub(crate) mod images;
 pub(crate) mod labels;
 pub(crate) mod nameref;
 pub(crate) mod namespace;
+pub(crate) mod prefix;
+pub(crate) mod replicas;
 
 use serde_json::{Map, Value};
 
@@ -112,8 +117,10 @@ pub(crate) fn walk(
                     Some(CreateKind::Mapping) => {
                         map.insert(name.to_owned(), Value::Object(Map::new()));
                     }
+                    // A created scalar stays null until the callback sets it, so that
+                    // callbacks can tell it from an empty string.
                     Some(CreateKind::Scalar) => {
-                        map.insert(name.to_owned(), Value::String(String::new()));
+                        map.insert(name.to_owned(), Value::Null);
                     }
                 }
             }
@@ -126,8 +133,7 @@ pub(crate) fn walk(
                 } else {
                     match kind {
                         Some(CreateKind::Mapping) => *field = Value::Object(Map::new()),
-                        Some(CreateKind::Scalar) => *field = Value::String(String::new()),
-                        None => {}
+                        Some(CreateKind::Scalar) | None => {}
                     }
                 }
             }

@@ -12,6 +12,7 @@
 
 use serde_json::Value;
 
+use super::config::BackReference;
 use super::{FieldSpec, walk};
 use crate::error::RenderError;
 use crate::kustomize::resource::{ResId, ResMap, Resource};
@@ -49,15 +50,6 @@ const POD_SPECS: &[(&str, &str, &str)] = &[
     ("", "CronJob", "spec/jobTemplate/spec/template/spec/"),
 ];
 
-/// One `nameReference` entry: the target's group, version and kind (empty: any) and the
-/// fields referring to it.
-struct BackReference {
-    group: &'static str,
-    version: &'static str,
-    kind: &'static str,
-    referrers: Vec<FieldSpec>,
-}
-
 /// Workload kinds and where they keep their pod spec, for the simple per-pod references
 /// (`serviceAccountName`, `priorityClassName`, persistent volume claims).
 const WORKLOADS: &[(&str, &str)] = &[
@@ -71,7 +63,7 @@ const WORKLOADS: &[(&str, &str)] = &[
 ];
 
 /// kustomize's default `nameReference` configuration.
-fn back_references() -> Vec<BackReference> {
+pub(crate) fn default_back_references() -> Vec<BackReference> {
     let spec = |group: &str, version: &str, kind: &str, path: &str| {
         FieldSpec::new(group, version, kind, path, false)
     };
@@ -91,10 +83,10 @@ fn back_references() -> Vec<BackReference> {
             .map(|(kind, prefix)| FieldSpec::new("", "", kind, &format!("{prefix}{suffix}"), false))
             .collect()
     };
-    let entry = |group, version, kind, referrers| BackReference {
-        group,
-        version,
-        kind,
+    let entry = |group: &str, version: &str, kind: &str, referrers| BackReference {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
         referrers,
     };
     let hpa = || {
@@ -279,6 +271,31 @@ struct Target {
     cur: ResId,
     prev: Vec<ResId>,
     org_ns: String,
+    prefixes: Vec<String>,
+    suffixes: Vec<String>,
+}
+
+/// kustomize's `SameEndingSubSlice`: the shorter list ends the longer one.
+fn same_ending(a: &[String], b: &[String]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if short.is_empty() {
+        return long.is_empty();
+    }
+    long.ends_with(short)
+}
+
+/// kustomize's `PrefixesSuffixesEquals`; with `allow_empty`, an empty list on either side
+/// matches anything.
+fn prefixes_suffixes_equal(
+    t: &Target,
+    prefixes: &[String],
+    suffixes: &[String],
+    allow_empty: bool,
+) -> bool {
+    let ok = |a: &[String], b: &[String]| {
+        (allow_empty && (a.is_empty() || b.is_empty())) || same_ending(a, b)
+    };
+    ok(&t.prefixes, prefixes) && ok(&t.suffixes, suffixes)
 }
 
 /// kustomize's `SubsetThatCouldBeReferencedByResource`.
@@ -313,6 +330,8 @@ fn could_be_referenced(referrer: &Resource, targets: &[Target]) -> Vec<usize> {
 struct Lookup<'a> {
     target: &'a BackReference,
     referrer: ResId,
+    /// The referrer's name prefixes and suffixes.
+    affixes: (&'a [String], &'a [String]),
     /// For `roleRef/name` fields: the group and kind named in `roleRef`.
     role_ref: Option<(String, String)>,
     candidates: &'a [usize],
@@ -337,7 +356,7 @@ impl Lookup<'_> {
                 targets[i]
                     .prev
                     .iter()
-                    .any(|id| id.selected_by(t.group, t.version, t.kind))
+                    .any(|id| id.selected_by(&t.group, &t.version, &t.kind))
             })
             .filter(|&i| match &self.role_ref {
                 None => true,
@@ -354,6 +373,17 @@ impl Lookup<'_> {
                     || c.effective_namespace() == self.referrer.effective_namespace()
             })
             .collect();
+        if c.len() == 1 {
+            return Ok(Some(c[0]));
+        }
+        let (prefixes, suffixes) = self.affixes;
+        let mut c: Vec<usize> = c
+            .into_iter()
+            .filter(|&i| prefixes_suffixes_equal(&targets[i], prefixes, suffixes, true))
+            .collect();
+        if c.len() > 1 {
+            c.retain(|&i| prefixes_suffixes_equal(&targets[i], prefixes, suffixes, false));
+        }
         match c.len() {
             0 => Ok(None),
             1 => Ok(Some(c[0])),
@@ -465,8 +495,8 @@ fn role_ref(r: &Resource) -> Option<(String, String)> {
     ))
 }
 
-/// Rewrites the references to renamed (or moved) objects in `m`, following kustomize's
-/// default `nameReference` configuration.
+/// Rewrites the references to renamed (or moved) objects in `m`, following the accumulated
+/// `nameReference` configuration.
 pub(crate) fn fix_references(m: &mut ResMap) -> Result<(), RenderError> {
     let targets: Vec<Target> = m
         .resources
@@ -475,9 +505,11 @@ pub(crate) fn fix_references(m: &mut ResMap) -> Result<(), RenderError> {
             cur: r.cur_id(),
             prev: r.prev_ids.clone(),
             org_ns: r.org_id().effective_namespace().to_owned(),
+            prefixes: r.prefixes.clone(),
+            suffixes: r.suffixes.clone(),
         })
         .collect();
-    let backrefs = back_references();
+    let backrefs = std::mem::take(&mut m.config.name_reference);
     for r in &mut m.resources {
         let org = r.org_id();
         let filters: Vec<(&FieldSpec, &BackReference)> = backrefs
@@ -490,10 +522,12 @@ pub(crate) fn fix_references(m: &mut ResMap) -> Result<(), RenderError> {
         }
         let candidates = could_be_referenced(r, &targets);
         let referrer = r.cur_id();
+        let (prefixes, suffixes) = (r.prefixes.clone(), r.suffixes.clone());
         for (fs, target) in filters {
             let lookup = Lookup {
                 target,
                 referrer: referrer.clone(),
+                affixes: (&prefixes, &suffixes),
                 role_ref: if fs.path.ends_with("roleRef/name") {
                     role_ref(r)
                 } else {
@@ -518,5 +552,6 @@ pub(crate) fn fix_references(m: &mut ResMap) -> Result<(), RenderError> {
             })?;
         }
     }
+    m.config.name_reference = backrefs;
     Ok(())
 }
