@@ -39,9 +39,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "namePrefix",
     "nameSuffix",
     "openapi",
-    "patches",
-    "patchesJson6902",
-    "patchesStrategicMerge",
     "replacements",
     "replicas",
     "validators",
@@ -152,6 +149,12 @@ pub(crate) struct Kustomization {
     pub transformers: Vec<String>,
     /// `sortOptions.order`.
     pub sort_order: SortOrder,
+    /// `patchesStrategicMerge`: file paths or inline patches.
+    pub patches_strategic_merge: Vec<String>,
+    /// `patches`.
+    pub patches: Vec<super::patch::PatchArgs>,
+    /// `patchesJson6902`.
+    pub patches_json6902: Vec<super::patch::PatchArgs>,
 }
 
 struct Fields<'a> {
@@ -328,6 +331,9 @@ impl Kustomization {
                 "generatorOptions" => k.generator_options = f.options(key, v)?,
                 "transformers" => k.transformers = f.strings(key, v)?,
                 "sortOptions" => k.sort_order = sort_order(&f, v)?,
+                "patchesStrategicMerge" => k.patches_strategic_merge = f.strings(key, v)?,
+                "patches" => k.patches = super::patch::entries_from(v, file, key)?,
+                "patchesJson6902" => k.patches_json6902 = super::patch::entries_from(v, file, key)?,
                 other if UNSUPPORTED_FIELDS.contains(&other) => {
                     if !is_empty(v) {
                         return Err(RenderError::unsupported(file, other));

@@ -12,6 +12,7 @@
 pub(crate) mod generator;
 pub(crate) mod load;
 pub(crate) mod order;
+pub(crate) mod patch;
 pub(crate) mod resource;
 pub(crate) mod transform;
 
@@ -97,8 +98,17 @@ fn accumulate(k: &Kustomization, loader: &Loader) -> Result<ResMap, RenderError>
     for r in generator::generate(k, loader)? {
         m.append(r)?;
     }
+    if !k.patches_strategic_merge.is_empty() {
+        patch::apply_strategic_merge(&mut m, &k.patches_strategic_merge, loader, &k.file)?;
+    }
+    for p in &k.patches {
+        patch::apply_patch(&mut m, p, loader, &k.file)?;
+    }
     if !k.namespace.is_empty() {
         transform::namespace::apply(&mut m, &k.namespace)?;
+    }
+    for p in &k.patches_json6902 {
+        patch::apply_json6902(&mut m, p, loader, &k.file)?;
     }
     run_transformers(k, loader, &mut m)?;
     Ok(m)
