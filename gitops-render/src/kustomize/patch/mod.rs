@@ -285,6 +285,7 @@ fn apply_sm_to(
                 "apiVersion".into(),
                 Value::String(m.resources[i].api_version()),
             );
+            stringify_metadata_maps(&mut p);
         }
         if !apply_sm(m, i, &p, args, file)? {
             deleted.push(i);
@@ -301,6 +302,37 @@ fn apply_sm_to(
         *m = fresh;
     }
     Ok(())
+}
+
+/// kustomize's `CopyMergeMetaDataFieldsFrom` on the patch copy it applies to selected objects:
+/// labels and annotations are read as `map[string]string` (a `null` becomes the string
+/// `"null"`, a collection an empty string) and written back; an empty or non-map field is
+/// removed.
+fn stringify_metadata_maps(p: &mut Map<String, Value>) {
+    let Some(Value::Object(md)) = p.get_mut("metadata") else {
+        return;
+    };
+    for field in ["labels", "annotations"] {
+        let strings: Map<String, Value> = match md.get(field) {
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        Value::Null => "null".to_owned(),
+                        Value::Object(_) | Value::Array(_) => String::new(),
+                        other => scalar_text(Some(other)),
+                    };
+                    (k.clone(), Value::String(text))
+                })
+                .collect(),
+            _ => Map::new(),
+        };
+        if strings.is_empty() {
+            md.shift_remove(field);
+        } else {
+            md.insert(field.into(), Value::Object(strings));
+        }
+    }
 }
 
 /// Loads the text of a patch (`path` or inline `patch`).
