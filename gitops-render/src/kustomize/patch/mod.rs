@@ -234,12 +234,13 @@ fn apply_sm(
     if args.allow_name_change || args.allow_kind_change {
         r.store_previous_id();
     }
+    let describe = r.describe();
     let obj = Value::Object(std::mem::take(&mut r.obj));
     let merged = smp::merge(obj, Value::Object(patch.clone())).map_err(|e| {
         err(
             file,
             &args.field,
-            format!("applying the patch to {}: {e}", m.resources[i].describe()),
+            format!("applying the patch to {describe}: {e}"),
         )
     })?;
     let r = &mut m.resources[i];
@@ -347,7 +348,13 @@ fn patch_text(args: &PatchArgs, loader: &Loader, file: &Path) -> Result<String, 
         )),
         (false, true) => Ok(inline.to_owned()),
         (true, false) => {
-            let (_, bytes) = loader.read(&args.path, file)?;
+            let (_, bytes) = loader.read(&args.path, file).map_err(|e| {
+                err(
+                    file,
+                    &args.field,
+                    format!("failed to get the patch file from path({}): {e}", args.path),
+                )
+            })?;
             String::from_utf8(bytes)
                 .map_err(|_| err(file, &args.field, format!("{}: not UTF-8 text", args.path)))
         }
@@ -364,6 +371,31 @@ fn json_ops(text: &str) -> Result<json_patch::Patch, String> {
             .unwrap_or(Value::Null)
     };
     serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+/// A JSON patch error in the words of kustomize's JSON patch library (evanphx/json-patch).
+fn json_error(ops: &json_patch::Patch, e: &json_patch::PatchError) -> String {
+    use json_patch::{PatchErrorKind, PatchOperation};
+    let op = match ops.0.get(e.operation) {
+        Some(PatchOperation::Add(_)) => "add",
+        Some(PatchOperation::Remove(_)) => "remove",
+        Some(PatchOperation::Replace(_)) => "replace",
+        Some(PatchOperation::Move(_)) => "move",
+        Some(PatchOperation::Copy(_)) => "copy",
+        Some(PatchOperation::Test(_)) => "test",
+        None => "patch",
+    };
+    match e.kind {
+        PatchErrorKind::TestFailed => format!("testing value {} failed", e.path),
+        PatchErrorKind::InvalidPointer => format!(
+            "{op} operation does not apply: doc is missing path: {}",
+            e.path
+        ),
+        PatchErrorKind::InvalidFromPointer => {
+            format!("{op} operation does not apply: doc is missing from path")
+        }
+        _ => format!("operation {} ({op}) at {}: {}", e.operation, e.path, e.kind),
+    }
 }
 
 /// Applies JSON 6902 operations to the objects a selector picks.
@@ -389,7 +421,11 @@ fn apply_json(
             err(
                 file,
                 field,
-                format!("applying the JSON patch to {}: {e}", r.describe()),
+                format!(
+                    "applying the JSON patch to {}: {}",
+                    r.describe(),
+                    json_error(ops, &e)
+                ),
             )
         })?;
     }
