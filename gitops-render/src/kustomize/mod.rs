@@ -170,6 +170,9 @@ fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Resul
         }
         match kind.as_str() {
             "LabelTransformer" => LabelTransformer::from_config(&obj, &file)?.apply(m)?,
+            "PatchTransformer" | "PatchStrategicMergeTransformer" | "PatchJson6902Transformer" => {
+                patch::run_builtin(&obj, &file, loader, m)?
+            }
             other => {
                 return Err(RenderError::unsupported(
                     &file,

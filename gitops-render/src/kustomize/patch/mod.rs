@@ -659,3 +659,93 @@ pub(crate) fn entries_from(
     }
     Ok(out)
 }
+
+/// Runs a builtin `PatchTransformer`, `PatchStrategicMergeTransformer` or
+/// `PatchJson6902Transformer` configuration listed under `transformers:`; paths in it are
+/// relative to the kustomization's folder.
+pub(crate) fn run_builtin(
+    obj: &Map<String, Value>,
+    file: &Path,
+    loader: &Loader,
+    m: &mut ResMap,
+) -> Result<(), RenderError> {
+    let kind = scalar_text(obj.get("kind"));
+    let name = scalar_text(obj.get("metadata").and_then(|md| md.get("name")));
+    let field = format!("{kind} {name}");
+    let string = |k: &str| -> Result<String, RenderError> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(err(file, &format!("{field}: {k}"), "expected a string")),
+        }
+    };
+    let known: &[&str] = match kind.as_str() {
+        "PatchTransformer" => &["path", "patch", "target", "options"],
+        "PatchStrategicMergeTransformer" => &["paths", "patches"],
+        _ => &["path", "jsonOp", "target"],
+    };
+    for k in obj.keys() {
+        if !matches!(k.as_str(), "apiVersion" | "kind" | "metadata") && !known.contains(&k.as_str())
+        {
+            return Err(err(file, &format!("{field}: {k}"), "unknown field"));
+        }
+    }
+    match kind.as_str() {
+        "PatchTransformer" => {
+            let mut entry = Map::new();
+            for k in ["path", "patch", "target", "options"] {
+                if let Some(v) = obj.get(k) {
+                    entry.insert(k.into(), v.clone());
+                }
+            }
+            let mut args = entries_from(&Value::Array(vec![Value::Object(entry)]), file, &field)?;
+            let Some(mut a) = args.pop() else {
+                return Ok(());
+            };
+            a.field = field;
+            apply_patch(m, &a, loader, file)
+        }
+        "PatchStrategicMergeTransformer" => {
+            let mut entries = match obj.get("paths") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s.clone()),
+                        _ => Err(err(file, &format!("{field}: paths"), "expected a string")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(_) => return Err(err(file, &format!("{field}: paths"), "expected a list")),
+            };
+            let inline = string("patches")?;
+            if entries.is_empty() && inline.is_empty() {
+                return Err(err(file, &field, "empty file path and empty patch content"));
+            }
+            if !inline.is_empty() {
+                entries.push(inline);
+            }
+            apply_strategic_merge(m, &entries, loader, file)
+        }
+        _ => {
+            let target = match obj.get("target") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(selector_from(v, file, &format!("{field}: target"))?),
+            };
+            let a = PatchArgs {
+                field: field.clone(),
+                path: string("path")?,
+                patch: string("jsonOp")?,
+                target,
+                ..PatchArgs::default()
+            };
+            if !a.path.is_empty() && !a.patch.is_empty() {
+                return Err(err(
+                    file,
+                    &a.field,
+                    "must specify a file path or jsonOp, not both",
+                ));
+            }
+            apply_json6902(m, &a, loader, file)
+        }
+    }
+}
