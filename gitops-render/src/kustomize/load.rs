@@ -317,7 +317,7 @@ impl Kustomization {
             if !matches!(key.as_str(), "apiVersion" | "kind") {
                 has_content = true;
             }
-            match key.as_str() {
+            match canonical_field(key) {
                 "apiVersion" => api_version = f.string(key, v)?,
                 "kind" => kind = f.string(key, v)?,
                 "metadata" => {
@@ -362,6 +362,57 @@ impl Kustomization {
         k.resources.extend(bases);
         Ok(k)
     }
+}
+
+/// The fields of kustomize's `Kustomization` type.
+const ALL_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "openapi",
+    "namePrefix",
+    "nameSuffix",
+    "namespace",
+    "commonLabels",
+    "labels",
+    "commonAnnotations",
+    "patchesStrategicMerge",
+    "patchesJson6902",
+    "patches",
+    "images",
+    "imageTags",
+    "replacements",
+    "replicas",
+    "vars",
+    "sortOptions",
+    "resources",
+    "components",
+    "crds",
+    "bases",
+    "configMapGenerator",
+    "secretGenerator",
+    "helmGlobals",
+    "helmCharts",
+    "helmChartInflationGenerator",
+    "generatorOptions",
+    "configurations",
+    "generators",
+    "transformers",
+    "validators",
+    "buildMetadata",
+];
+
+/// The field a key names: Go's JSON decoding kustomize uses matches field names exactly,
+/// else ignoring case (`patchesJSON6902` is `patchesJson6902`).
+fn canonical_field(key: &str) -> &str {
+    if ALL_FIELDS.contains(&key) {
+        return key;
+    }
+    ALL_FIELDS
+        .iter()
+        .find(|f| f.to_lowercase() == key.to_lowercase())
+        .copied()
+        .unwrap_or(key)
 }
 
 fn is_empty(v: &Value) -> bool {
