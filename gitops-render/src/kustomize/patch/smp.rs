@@ -681,4 +681,67 @@ mod tests {
     fn kind_mismatch_is_an_error() {
         assert!(merge(json!({"a": {"b": 1}}), json!({"a": "x"})).is_err());
     }
+
+    /// A small deterministic generator of values made of the keys and directives the merge
+    /// looks at.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+
+        fn value(&mut self, depth: u32) -> Value {
+            const KEYS: &[&str] = &[
+                "name",
+                "containers",
+                "$patch",
+                "ports",
+                "containerPort",
+                "protocol",
+                "finalizers",
+                "metadata",
+                "spec",
+                "template",
+                "env",
+                "image",
+            ];
+            const STRS: &[&str] = &["delete", "replace", "merge", "a", "b", "", "TCP", "80"];
+            match self.next(if depth == 0 { 4 } else { 7 }) {
+                0 => Value::Null,
+                1 => json!(self.next(3)),
+                2 | 3 => json!(STRS[self.next(STRS.len() as u64) as usize]),
+                4 | 5 => {
+                    let mut m = Map::new();
+                    for _ in 0..self.next(4) {
+                        let k = KEYS[self.next(KEYS.len() as u64) as usize];
+                        let v = self.value(depth - 1);
+                        m.insert(k.into(), v);
+                    }
+                    Value::Object(m)
+                }
+                _ => Value::Array((0..self.next(4)).map(|_| self.value(depth - 1)).collect()),
+            }
+        }
+    }
+
+    #[test]
+    fn never_panics_on_arbitrary_input() {
+        let mut g = Gen(42);
+        for _ in 0..3000 {
+            let mut object = g.value(5);
+            let patch = g.value(5);
+            if let Value::Object(m) = &mut object
+                && g.next(2) == 0
+            {
+                m.insert("apiVersion".into(), json!("apps/v1"));
+                m.insert("kind".into(), json!("Deployment"));
+            }
+            let _ = merge(object, patch);
+        }
+    }
 }
