@@ -2,6 +2,7 @@
 //! `patchesStrategicMerge`, `patches` and `patchesJson6902`, and their builtin configurations
 //! under `transformers:`.
 
+pub(crate) mod json6902;
 pub(crate) mod schema;
 mod schema_table;
 pub(crate) mod smp;
@@ -362,7 +363,7 @@ fn patch_text(args: &PatchArgs, loader: &Loader, file: &Path) -> Result<String, 
 }
 
 /// Decodes JSON 6902 operations from JSON or YAML text.
-fn json_ops(text: &str) -> Result<json_patch::Patch, String> {
+fn json_ops(text: &str) -> Result<Vec<json6902::Op>, String> {
     let value = if text.starts_with('[') {
         serde_json::from_str::<Value>(text).map_err(|e| e.to_string())?
     } else {
@@ -370,38 +371,13 @@ fn json_ops(text: &str) -> Result<json_patch::Patch, String> {
             .map_err(|e| format!("line {}: {}", e.line, e.message))?
             .unwrap_or(Value::Null)
     };
-    serde_json::from_value(value).map_err(|e| e.to_string())
-}
-
-/// A JSON patch error in the words of kustomize's JSON patch library (evanphx/json-patch).
-fn json_error(ops: &json_patch::Patch, e: &json_patch::PatchError) -> String {
-    use json_patch::{PatchErrorKind, PatchOperation};
-    let op = match ops.0.get(e.operation) {
-        Some(PatchOperation::Add(_)) => "add",
-        Some(PatchOperation::Remove(_)) => "remove",
-        Some(PatchOperation::Replace(_)) => "replace",
-        Some(PatchOperation::Move(_)) => "move",
-        Some(PatchOperation::Copy(_)) => "copy",
-        Some(PatchOperation::Test(_)) => "test",
-        None => "patch",
-    };
-    match e.kind {
-        PatchErrorKind::TestFailed => format!("testing value {} failed", e.path),
-        PatchErrorKind::InvalidPointer => format!(
-            "{op} operation does not apply: doc is missing path: {}",
-            e.path
-        ),
-        PatchErrorKind::InvalidFromPointer => {
-            format!("{op} operation does not apply: doc is missing from path")
-        }
-        _ => format!("operation {} ({op}) at {}: {}", e.operation, e.path, e.kind),
-    }
+    json6902::decode(value)
 }
 
 /// Applies JSON 6902 operations to the objects a selector picks.
 fn apply_json(
     m: &mut ResMap,
-    ops: &json_patch::Patch,
+    ops: &[json6902::Op],
     target: &Selector,
     file: &Path,
     field: &str,
@@ -413,7 +389,7 @@ fn apply_json(
             r.store_previous_id();
         }
         let mut v = Value::Object(std::mem::take(&mut r.obj));
-        let result = json_patch::patch(&mut v, ops);
+        let result = json6902::apply(&mut v, ops);
         if let Value::Object(o) = v {
             r.obj = o;
         }
@@ -421,11 +397,7 @@ fn apply_json(
             err(
                 file,
                 field,
-                format!(
-                    "applying the JSON patch to {}: {}",
-                    r.describe(),
-                    json_error(ops, &e)
-                ),
+                format!("applying the JSON patch to {}: {e}", r.describe()),
             )
         })?;
     }
@@ -452,7 +424,7 @@ pub(crate) fn apply_patch(
     let sm = objects_from_bytes(text.as_bytes(), file);
     let json = json_ops(&text);
     let patches = match (sm, json) {
-        (Ok(p), Ok(j)) if !p.is_empty() && !j.0.is_empty() => {
+        (Ok(p), Ok(j)) if !p.is_empty() && !j.is_empty() => {
             return Err(err(
                 file,
                 &args.field,
@@ -587,7 +559,7 @@ pub(crate) fn apply_json6902(
     let text = patch_text(args, loader, file)?;
     let ops = json_ops(&text)
         .map_err(|e| err(file, &args.field, format!("decoding the JSON patch: {e}")))?;
-    if ops.0.is_empty() {
+    if ops.is_empty() {
         return Err(err(file, &args.field, "patch appears to be empty"));
     }
     apply_json(m, &ops, target, file, &args.field, false)
