@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
 use serde_json::{Map, Value};
 
-use super::scalar::{Resolved, resolve_v3, resolved_to_value};
+use super::scalar::{Resolved, resolve_v2, resolve_v3, resolved_to_value};
 
 /// A YAML syntax or typing error at a 1-based line of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +132,8 @@ enum Frame {
 }
 
 struct Builder {
+    /// Whether plain scalars are typed by yaml.v2's (YAML 1.1) rules.
+    v2: bool,
     stack: Vec<Frame>,
     anchors: HashMap<usize, Value>,
     root: Option<Value>,
@@ -340,7 +342,12 @@ impl Builder {
         if style != ScalarStyle::Plain {
             return Ok(Value::String(text.to_owned()));
         }
-        resolved_to_value(resolve_v3(text), text)
+        let resolved = if self.v2 {
+            resolve_v2(text)
+        } else {
+            resolve_v3(text)
+        };
+        resolved_to_value(resolved, text)
             .ok_or_else(|| self.err(format!("unsupported value {text} (NaN or infinity)")))
     }
 
@@ -442,9 +449,20 @@ impl Builder {
     }
 }
 
+/// Reads the first document of a text as `sigs.k8s.io/yaml`'s `YAMLToJSON` does (yaml.v2:
+/// YAML 1.1 booleans such as `yes` and `on`), as kustomize reads JSON patches written in YAML.
+pub(crate) fn parse_first_document_v2(text: &str) -> Result<Option<Value>, YamlError> {
+    parse_first_with(text, 1, true)
+}
+
 /// Reads the first document of `text` (whose first line is line `base_line` of the file).
 fn parse_first(text: &str, base_line: usize) -> Result<Option<Value>, YamlError> {
+    parse_first_with(text, base_line, false)
+}
+
+fn parse_first_with(text: &str, base_line: usize, v2: bool) -> Result<Option<Value>, YamlError> {
     let mut b = Builder {
+        v2,
         stack: Vec::new(),
         anchors: HashMap::new(),
         root: None,

@@ -253,6 +253,11 @@ pub(crate) fn resolve_v3(s: &str) -> Resolved {
     resolve(s, Schema::V3)
 }
 
+/// Types a plain scalar as yaml.v2 does (`sigs.k8s.io/yaml`, used for JSON patches in YAML).
+pub(crate) fn resolve_v2(s: &str) -> Resolved {
+    resolve(s, Schema::V2)
+}
+
 /// Whether yaml.v2 reads `s`, written as a plain scalar, back as the same string: its
 /// encoder writes a string plain only then (`encode.go`, `stringv`).
 pub(crate) fn v2_plain_is_string(s: &str) -> bool {

@@ -367,7 +367,7 @@ fn json_ops(text: &str) -> Result<Vec<json6902::Op>, String> {
     let value = if text.starts_with('[') {
         serde_json::from_str::<Value>(text).map_err(|e| e.to_string())?
     } else {
-        yaml::parse_first_document(text)
+        yaml::parse_first_document_v2(text)
             .map_err(|e| format!("line {}: {}", e.line, e.message))?
             .unwrap_or(Value::Null)
     };
