@@ -2,7 +2,8 @@
 //!
 //! 1. accumulate the kustomization's `resources` (files, and base folders built recursively),
 //!    then its generators (`configMapGenerator`, `secretGenerator`), then run its transformers
-//!    (`namespace`, then the configurations listed under `transformers:`);
+//!    (`patchesStrategicMerge`, `patches`, `namespace`, `patchesJson6902`, then the
+//!    configurations listed under `transformers:`);
 //! 2. at the top only: add the content-hash suffix to generated names and rewrite the
 //!    references to renamed objects;
 //! 3. sort (legacy order unless `sortOptions` says `fifo`);
