@@ -13,6 +13,7 @@
 //! | `images` (and `ImageTagTransformer`) | `kustomize::transform::images` |
 //! | `replicas` (and `ReplicaCountTransformer`) | `kustomize::transform::replicas` |
 //! | `configurations` (custom field specs, `nameReference`) | `kustomize::transform::config` |
+//! | `patches`, `patchesStrategicMerge`, `patchesJson6902` and their builtin transformers (strategic merge as kyaml's `merge2`, schema from kustomize's embedded Kubernetes v1.21.2 OpenAPI) | `kustomize::patch` |
 //! | name references to renamed or moved objects (kustomize's default `nameReference` table) | `kustomize::transform::nameref` |
 //! | `config.kubernetes.io/local-config` objects dropped, build annotations removed | `kustomize` |
 //! | legacy output order | `kustomize::order` |
@@ -24,7 +25,7 @@
 //! A folder without a kustomization file is rendered as Flux's kustomize-controller renders it:
 //! as if it had a `kustomization.yaml` listing every `.yaml`/`.yml` file below it (`plain`).
 //!
-//! Kustomize features beyond these (patches, replacements, components, Helm charts,
+//! Kustomize features beyond these (replacements, components, Helm charts,
 //! remote bases...) are reported as [`RenderError::Unsupported`], never silently ignored.
 
 mod base64;
@@ -36,5 +37,17 @@ mod substitute;
 mod yaml;
 
 pub use error::RenderError;
+
+/// Entry points for the fuzz targets in `gitops-render/fuzz` (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    /// Applies a strategic merge patch as kustomize does; `Ok(None)` when it deletes the object.
+    pub fn strategic_merge(
+        object: serde_json::Value,
+        patch: serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, String> {
+        crate::kustomize::patch::smp::merge(object, patch)
+    }
+}
 pub use renderer::KustomizeRenderer;
 pub use substitute::{PostBuild, SUBSTITUTE_SWITCH, Strategy, SubstituteError};

@@ -146,3 +146,15 @@ fn namespace_references_match_kubectl_kustomize() {
     let dir = data().join("namespace-references/overlay");
     check_dir(&dir, &dir.join("expected.out"));
 }
+
+#[test]
+fn flux2_helm_example_patches_match_kubectl_kustomize() {
+    let expected = fixtures().join("expected");
+    for env in ["staging", "production"] {
+        let dir = fixtures().join(format!("flux2-kustomize-helm-example/apps/{env}"));
+        check_dir(
+            &dir,
+            &expected.join(format!("flux2-kustomize-helm-example_apps_{env}.yaml")),
+        );
+    }
+}

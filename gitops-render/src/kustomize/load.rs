@@ -35,9 +35,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "helmCharts",
     "helmGlobals",
     "openapi",
-    "patches",
-    "patchesJson6902",
-    "patchesStrategicMerge",
     "replacements",
     "validators",
     "vars",
@@ -163,6 +160,12 @@ pub(crate) struct Kustomization {
     pub replicas: Vec<ReplicaArgs>,
     /// `configurations`: files of field specs merged into the transformer configuration.
     pub configurations: Vec<String>,
+    /// `patchesStrategicMerge`: file paths or inline patches.
+    pub patches_strategic_merge: Vec<String>,
+    /// `patches`.
+    pub patches: Vec<super::patch::PatchArgs>,
+    /// `patchesJson6902`.
+    pub patches_json6902: Vec<super::patch::PatchArgs>,
 }
 
 /// One entry of `labels` (kustomize's `types.Label`).
@@ -469,7 +472,7 @@ impl Kustomization {
             if !matches!(key.as_str(), "apiVersion" | "kind") {
                 has_content = true;
             }
-            match key.as_str() {
+            match canonical_field(key) {
                 "apiVersion" => api_version = f.string(key, v)?,
                 "kind" => kind = f.string(key, v)?,
                 "metadata" => {
@@ -492,6 +495,9 @@ impl Kustomization {
                 "imageTags" => image_tags = f.images(key, v)?,
                 "replicas" => k.replicas = f.replicas(key, v)?,
                 "configurations" => k.configurations = f.strings(key, v)?,
+                "patchesStrategicMerge" => k.patches_strategic_merge = f.strings(key, v)?,
+                "patches" => k.patches = super::patch::entries_from(v, file, key)?,
+                "patchesJson6902" => k.patches_json6902 = super::patch::entries_from(v, file, key)?,
                 other if UNSUPPORTED_FIELDS.contains(&other) => {
                     if !is_empty(v) {
                         return Err(RenderError::unsupported(file, other));
@@ -521,6 +527,57 @@ impl Kustomization {
         k.images.extend(image_tags);
         Ok(k)
     }
+}
+
+/// The fields of kustomize's `Kustomization` type.
+const ALL_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "openapi",
+    "namePrefix",
+    "nameSuffix",
+    "namespace",
+    "commonLabels",
+    "labels",
+    "commonAnnotations",
+    "patchesStrategicMerge",
+    "patchesJson6902",
+    "patches",
+    "images",
+    "imageTags",
+    "replacements",
+    "replicas",
+    "vars",
+    "sortOptions",
+    "resources",
+    "components",
+    "crds",
+    "bases",
+    "configMapGenerator",
+    "secretGenerator",
+    "helmGlobals",
+    "helmCharts",
+    "helmChartInflationGenerator",
+    "generatorOptions",
+    "configurations",
+    "generators",
+    "transformers",
+    "validators",
+    "buildMetadata",
+];
+
+/// The field a key names: Go's JSON decoding kustomize uses matches field names exactly,
+/// else ignoring case (`patchesJSON6902` is `patchesJson6902`).
+fn canonical_field(key: &str) -> &str {
+    if ALL_FIELDS.contains(&key) {
+        return key;
+    }
+    ALL_FIELDS
+        .iter()
+        .find(|f| f.to_lowercase() == key.to_lowercase())
+        .copied()
+        .unwrap_or(key)
 }
 
 fn is_empty(v: &Value) -> bool {

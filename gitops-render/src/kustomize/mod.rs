@@ -2,9 +2,10 @@
 //!
 //! 1. accumulate the kustomization's `resources` (files, and base folders built recursively),
 //!    then its generators (`configMapGenerator`, `secretGenerator`), then run its transformers
-//!    (`namespace`, `namePrefix`/`nameSuffix`, `labels`/`commonLabels`, `commonAnnotations`,
-//!    `replicas`, `images`, then the configurations listed under `transformers:`), with the
-//!    field specs of the defaults, its `configurations` and those of its bases;
+//!    (`patchesStrategicMerge`, `patches`, `namespace`, `namePrefix`/`nameSuffix`,
+//!    `labels`/`commonLabels`, `commonAnnotations`, `patchesJson6902`, `replicas`, `images`,
+//!    then the configurations listed under `transformers:`), with the field specs of the
+//!    defaults, its `configurations` and those of its bases;
 //! 2. at the top only: add the content-hash suffix to generated names and rewrite the
 //!    references to renamed objects;
 //! 3. sort (legacy order unless `sortOptions` says `fifo`);
@@ -14,6 +15,7 @@
 pub(crate) mod generator;
 pub(crate) mod load;
 pub(crate) mod order;
+pub(crate) mod patch;
 pub(crate) mod resource;
 pub(crate) mod transform;
 
@@ -104,12 +106,19 @@ fn accumulate(k: &Kustomization, loader: &Loader) -> Result<ResMap, RenderError>
     for r in generator::generate(k, loader)? {
         m.append(r)?;
     }
-    // -- patchesStrategicMerge, then patches, go here.
+    if !k.patches_strategic_merge.is_empty() {
+        patch::apply_strategic_merge(&mut m, &k.patches_strategic_merge, loader, &k.file)?;
+    }
+    for p in &k.patches {
+        patch::apply_patch(&mut m, p, loader, &k.file)?;
+    }
     if !k.namespace.is_empty() {
         transform::namespace::apply(&mut m, &k.namespace)?;
     }
     transform::builtin::names_and_metadata(k, &mut m)?;
-    // -- patchesJson6902 goes here.
+    for p in &k.patches_json6902 {
+        patch::apply_json6902(&mut m, p, loader, &k.file)?;
+    }
     transform::builtin::replicas_and_images(k, &mut m)?;
     // -- replacements go here.
     run_transformers(k, loader, &mut m)?;
@@ -221,6 +230,9 @@ fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Resul
             "ReplicaCountTransformer" => {
                 let (args, specs) = transform::replicas::from_config(&obj, &file)?;
                 transform::replicas::apply(m, &args, &specs, &file)?;
+            }
+            "PatchTransformer" | "PatchStrategicMergeTransformer" | "PatchJson6902Transformer" => {
+                patch::run_builtin(&obj, &file, loader, m)?
             }
             other => {
                 return Err(RenderError::unsupported(

@@ -13,7 +13,10 @@ use std::cmp::Ordering;
 use serde_json::{Map, Value};
 
 pub(crate) use emit::Emitter;
-pub(crate) use parse::{Document, YamlError, parse_documents, parse_kustomization_document};
+pub(crate) use parse::{
+    Document, YamlError, parse_documents, parse_first_document, parse_first_document_v2,
+    parse_kustomization_document,
+};
 
 /// Whether yaml.v3 reads `s`, written as a plain scalar, as a string (and not a number,
 /// boolean, null or timestamp).

@@ -456,15 +456,26 @@ impl Builder {
     }
 }
 
+/// Reads the first document of a text as `sigs.k8s.io/yaml`'s `YAMLToJSON` does (yaml.v2:
+/// YAML 1.1 booleans such as `yes` and `on`), as kustomize reads JSON patches written in YAML.
+pub(crate) fn parse_first_document_v2(text: &str) -> Result<Option<Value>, YamlError> {
+    parse_first(text, 1, true)
+}
+
+/// Reads the first document of a text as kustomize reads resources (yaml.v3 via kyaml).
+pub(crate) fn parse_first_document(text: &str) -> Result<Option<Value>, YamlError> {
+    parse_first(text, 1, false)
+}
+
 /// Reads the first document of `text` (whose first line is line `base_line` of the file).
 fn parse_first(text: &str, base_line: usize, v2: bool) -> Result<Option<Value>, YamlError> {
     let mut b = Builder {
+        v2,
         stack: Vec::new(),
         anchors: HashMap::new(),
         root: None,
         base_line,
         line: base_line,
-        v2,
     };
     let mut in_document = false;
     for item in Parser::new_from_str(text) {
