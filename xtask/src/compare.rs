@@ -52,9 +52,18 @@ fn first_difference(want: &str, got: &str) -> String {
     )
 }
 
-fn last_line(s: &str) -> String {
-    let line = s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-    line.chars().take(300).collect()
+/// The message of an error output: kubectl's last line, or everything after our `Error:`.
+fn error_text(s: &str) -> String {
+    let text = match s.find("Error: ") {
+        Some(i) => s[i + "Error: ".len()..].replace('\n', " "),
+        None => s
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_string(),
+    };
+    text.chars().take(400).collect()
 }
 
 /// Compares the two tools on every kustomization under `roots`; `gitops` is the CLI binary.
@@ -71,7 +80,11 @@ pub fn compare(gitops: &Path, roots: &[PathBuf]) -> Result<()> {
     let mut report = Vec::new();
     for d in &dirs {
         let (k_ok, k_out, k_err, k_t) = run(Command::new("kubectl").arg("kustomize").arg(d))?;
-        let (o_ok, o_out, o_err, o_t) = run(Command::new(gitops).arg("build").arg(d))?;
+        let (o_ok, o_out, o_err, o_t) = run(Command::new(gitops)
+            .arg("build")
+            .arg(d)
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0"))?;
         kubectl_time += k_t;
         our_time += o_t;
         let name = d.display();
@@ -87,11 +100,11 @@ pub fn compare(gitops: &Path, roots: &[PathBuf]) -> Result<()> {
             (false, false) => both_fail += 1,
             (true, false) => {
                 we_fail += 1;
-                report.push(format!("WE FAIL  {name}: {}", last_line(&o_err)));
+                report.push(format!("WE FAIL  {name}: {}", error_text(&o_err)));
             }
             (false, true) => {
                 we_pass += 1;
-                report.push(format!("WE PASS  {name}: kubectl: {}", last_line(&k_err)));
+                report.push(format!("WE PASS  {name}: kubectl: {}", error_text(&k_err)));
             }
         }
     }
