@@ -18,7 +18,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 overlay=$("$target/release/gen-overlay" "$work/repo" "$apps")
 
-"$target/release/gitops" build "$overlay" > "$work/ours.yaml"
+export RUST_BACKTRACE=0
+if ! "$target/release/gitops" build "$overlay" > "$work/ours.yaml" 2> "$work/ours.err"; then
+  echo "gitops build failed on $overlay:" >&2
+  cat "$work/ours.err" >&2
+  exit 1
+fi
 kubectl kustomize "$overlay" > "$work/kubectl.yaml" 2>/dev/null
 objects=$(grep -c '^---$' "$work/kubectl.yaml" || true)
 objects=$((objects + 1))
