@@ -1,6 +1,7 @@
 //! Kustomize build in process: podinfo's production overlay (25 objects, bases four levels deep,
 //! configMapGenerator, LabelTransformer), to YAML bytes and to objects. Compare with
-//! `kubectl kustomize` on the same folder (about 70 ms here, mostly process start and kyaml).
+//! `kubectl kustomize` on the same folder (about 70 ms here, mostly process start and kyaml);
+//! and a large generated overlay.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gitops_render::KustomizeRenderer;
@@ -16,5 +17,20 @@ fn kustomize(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, kustomize);
+/// The large generated overlay of `gitops_benches::generate_overlay` (40 bases, ~480 objects,
+/// ~1.1 MB of YAML; `kubectl kustomize` takes about 1.7 s on it here, see
+/// `benches/scripts/kustomize-large.sh`).
+fn kustomize_large(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let overlay = gitops_benches::generate_overlay(dir.path(), 40).expect("overlay written");
+    let renderer = KustomizeRenderer::new();
+    let mut group = c.benchmark_group("kustomize_large");
+    group.sample_size(20);
+    group.bench_function("build_yaml_40_bases", |b| {
+        b.iter(|| renderer.build_yaml(&overlay).expect("build"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, kustomize, kustomize_large);
 criterion_main!(benches);
