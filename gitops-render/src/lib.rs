@@ -48,6 +48,22 @@ pub mod fuzzing {
     ) -> Result<Option<serde_json::Value>, String> {
         crate::kustomize::patch::smp::merge(object, patch)
     }
+
+    /// Reads a YAML stream as kustomize reads resource files, prints each document as
+    /// `kubectl kustomize` would and reads the printed text again; both reads may fail with an
+    /// error, never panic, and a printed document must read back.
+    pub fn yaml_round_trip(text: &str) -> Result<(), String> {
+        let docs = crate::yaml::parse_documents(text).map_err(|e| e.message)?;
+        for doc in docs {
+            if let serde_json::Value::Object(map) = doc.value {
+                let mut out = String::new();
+                crate::yaml::Emitter::new(&mut out).document_map(&map);
+                crate::yaml::parse_documents(&out)
+                    .map_err(|e| format!("printed YAML does not read back: {}", e.message))?;
+            }
+        }
+        Ok(())
+    }
 }
 pub use renderer::KustomizeRenderer;
 pub use substitute::{PostBuild, SUBSTITUTE_SWITCH, Strategy, SubstituteError};
