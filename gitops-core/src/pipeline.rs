@@ -211,7 +211,8 @@ impl Reconcile<'_> {
             .into());
         }
 
-        let render = tokio::task::spawn_blocking(move || renderer.render(&dir));
+        let root = tmp.path().to_path_buf();
+        let render = tokio::task::spawn_blocking(move || renderer.render_in(&root, &dir));
         let mut objects = match tokio::time::timeout(timeout, render).await {
             Err(_) => {
                 return Err(Error::retryable(

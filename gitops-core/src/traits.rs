@@ -45,6 +45,15 @@ pub trait Source: Send + Sync {
 pub trait Renderer: Send + Sync {
     /// Renders the folder `dir`. Errors name the file and, where known, the object and field.
     fn render(&self, dir: &Path) -> Result<Vec<Object>, Error>;
+
+    /// Renders `dir`, a folder inside the extracted artifact `root`. A renderer that follows
+    /// references to other folders (kustomize bases) must not read outside `root`, as Flux's
+    /// kustomize-controller builds on a file system rooted at the artifact. The reconcile
+    /// pipeline calls this; the default ignores `root` and calls [`Renderer::render`].
+    fn render_in(&self, root: &Path, dir: &Path) -> Result<Vec<Object>, Error> {
+        let _ = root;
+        self.render(dir)
+    }
 }
 
 /// Puts objects into a cluster and removes stale ones.
