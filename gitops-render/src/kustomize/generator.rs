@@ -206,22 +206,7 @@ fn make(
             "a configmap must have a name",
         ));
     }
-    match args.behavior.as_str() {
-        "" | "create" => {}
-        "merge" | "replace" => {
-            return Err(RenderError::unsupported(
-                file,
-                format!("{}.behavior: {}", args.field, args.behavior),
-            ));
-        }
-        other => {
-            return Err(RenderError::field(
-                file,
-                format!("{}.behavior", args.field),
-                format!("unknown behavior {other:?}"),
-            ));
-        }
-    }
+    // kustomize reads any other behavior (`add`...) as unspecified, which creates the object.
     let options = GeneratorOptions::merged(args.options.as_ref(), k.generator_options.as_ref());
     let pairs = load_pairs(args, k, loader)?;
     let mut data = std::collections::BTreeMap::new();

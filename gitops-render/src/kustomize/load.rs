@@ -28,7 +28,6 @@ pub(crate) const KUSTOMIZATION_FILE_NAMES: [&str; 3] =
 /// Fields of kustomize's `Kustomization` that this renderer does not implement yet.
 const UNSUPPORTED_FIELDS: &[&str] = &[
     "buildMetadata",
-    "components",
     "crds",
     "generators",
     "helmChartInflationGenerator",
@@ -134,6 +133,10 @@ pub(crate) struct Kustomization {
     pub namespace: String,
     /// `resources` followed by the deprecated `bases`.
     pub resources: Vec<String>,
+    /// `components`: folders of `kind: Component` kustomizations applied after the generators.
+    pub components: Vec<String>,
+    /// Whether the file is a `kind: Component`.
+    pub is_component: bool,
     /// `configMapGenerator`.
     pub config_map_generator: Vec<GeneratorArgs>,
     /// `secretGenerator`.
@@ -480,6 +483,7 @@ impl Kustomization {
                 }
                 "namespace" => k.namespace = f.string(key, v)?,
                 "resources" => k.resources = f.strings(key, v)?,
+                "components" => k.components = f.strings(key, v)?,
                 "bases" => bases = f.strings(key, v)?,
                 "configMapGenerator" => k.config_map_generator = f.generators(key, v, false)?,
                 "secretGenerator" => k.secret_generator = f.generators(key, v, true)?,
@@ -518,7 +522,15 @@ impl Kustomization {
                     ));
                 }
             }
-            "Component" => return Err(RenderError::unsupported(file, "kind: Component")),
+            "Component" => {
+                if !api_version.is_empty() && api_version != "kustomize.config.k8s.io/v1alpha1" {
+                    return Err(f.err(
+                        "apiVersion",
+                        "apiVersion for Component should be kustomize.config.k8s.io/v1alpha1",
+                    ));
+                }
+                k.is_component = true;
+            }
             _ => {
                 return Err(f.err("kind", "kind should be Kustomization or Component"));
             }

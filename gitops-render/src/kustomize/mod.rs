@@ -1,7 +1,9 @@
 //! The kustomize build, in the order kustomize v5.5 runs it (`api/krusty`, `api/internal/target`):
 //!
 //! 1. accumulate the kustomization's `resources` (files, and base folders built recursively),
-//!    then its generators (`configMapGenerator`, `secretGenerator`), then run its transformers
+//!    then its generators (`configMapGenerator`, `secretGenerator`; `behavior: merge` or
+//!    `replace` folds an object into the one of that id), then its `components` (each a
+//!    `kind: Component` accumulated onto the same objects, recursively), then run its transformers
 //!    (`patchesStrategicMerge`, `patches`, `namespace`, `namePrefix`/`nameSuffix`,
 //!    `labels`/`commonLabels`, `commonAnnotations`, `patchesJson6902`, `replicas`, `images`,
 //!    then the configurations listed under `transformers:`), with the field specs of the
@@ -98,13 +100,29 @@ pub(crate) fn build(dir: &Path) -> Result<Vec<Map<String, Value>>, RenderError> 
 
 /// kustomize's `accumulateTarget` for one kustomization.
 fn accumulate(k: &Kustomization, loader: &Loader) -> Result<ResMap, RenderError> {
-    let mut m = accumulate_resources(&k.resources, k, loader)?;
+    accumulate_into(ResMap::default(), k, loader)
+}
+
+/// kustomize's `accumulateTarget` on the map `m`: empty for a kustomization, the accumulated
+/// resources of the including kustomization for a component (whose resources, generators and
+/// transformers then apply to those too).
+fn accumulate_into(
+    mut m: ResMap,
+    k: &Kustomization,
+    loader: &Loader,
+) -> Result<ResMap, RenderError> {
+    // A component's includer may have renamed objects since its last append.
+    m.reindex();
+    accumulate_resources(&mut m, &k.resources, k, loader)?;
     let config = load_configurations(k, loader)?;
     m.config
         .merge(&config)
         .map_err(|e| RenderError::field(&k.file, "configurations", e))?;
     for r in generator::generate(k, loader)? {
-        m.append(r)?;
+        m.absorb(r, &k.file)?;
+    }
+    for (i, rel) in k.components.iter().enumerate() {
+        m = accumulate_component(m, rel, i, k, loader)?;
     }
     if !k.patches_strategic_merge.is_empty() {
         patch::apply_strategic_merge(&mut m, &k.patches_strategic_merge, loader, &k.file)?;
@@ -123,6 +141,44 @@ fn accumulate(k: &Kustomization, loader: &Loader) -> Result<ResMap, RenderError>
     // -- replacements go here.
     run_transformers(k, loader, &mut m)?;
     Ok(m)
+}
+
+/// kustomize's `accumulateComponents` for the entry `rel` (`components[i]`): the folder must
+/// hold a `kind: Component`, which is accumulated onto `m`.
+fn accumulate_component(
+    m: ResMap,
+    rel: &str,
+    i: usize,
+    k: &Kustomization,
+    loader: &Loader,
+) -> Result<ResMap, RenderError> {
+    let joined = loader.root.join(rel);
+    if !joined.is_dir() {
+        // kustomize's loader accepts only folders here.
+        loader.resolve(rel, &k.file)?;
+        return Err(RenderError::field(
+            &k.file,
+            format!("components[{i}]"),
+            format!("'{}' must be a directory (a component)", joined.display()),
+        ));
+    }
+    let child = loader.child(rel, &k.file, joined)?;
+    let file =
+        find_kustomization(&child.root)?.ok_or_else(|| RenderError::MissingKustomization {
+            dir: child.root.clone(),
+        })?;
+    let sub = Kustomization::load(&file)?;
+    if !sub.is_component {
+        return Err(RenderError::field(
+            &k.file,
+            format!("components[{i}]"),
+            format!(
+                "expected kind 'Component' for path '{}' but got 'Kustomization'",
+                child.root.display()
+            ),
+        ));
+    }
+    accumulate_into(m, &sub, &child)
 }
 
 /// kustomize's `MakeTransformerConfig`: the defaults merged with the `configurations` files.
@@ -148,14 +204,15 @@ fn load_configurations(
     Ok(config)
 }
 
-/// kustomize's `accumulateResources`: each entry is a file of manifests or a base folder.
+/// kustomize's `accumulateResources`: each entry is a file of manifests or a base folder,
+/// appended to `m`.
 fn accumulate_resources(
+    m: &mut ResMap,
     paths: &[String],
     k: &Kustomization,
     loader: &Loader,
-) -> Result<ResMap, RenderError> {
-    let mut m = ResMap::default();
-    for rel in paths {
+) -> Result<(), RenderError> {
+    for (i, rel) in paths.iter().enumerate() {
         let joined = loader.root.join(rel);
         if joined.is_dir() {
             let child = loader.child(rel, &k.file, joined)?;
@@ -165,6 +222,17 @@ fn accumulate_resources(
                 }
             })?;
             let sub = Kustomization::load(&file)?;
+            if sub.is_component {
+                return Err(RenderError::field(
+                    &k.file,
+                    format!("resources[{i}]"),
+                    format!(
+                        "expected kind != 'Component' for path '{}' (list components under \
+                         `components`)",
+                        child.root.display()
+                    ),
+                ));
+            }
             let sub_m = accumulate(&sub, &child)?;
             m.config
                 .merge(&sub_m.config)
@@ -178,7 +246,7 @@ fn accumulate_resources(
             }
         }
     }
-    Ok(m)
+    Ok(())
 }
 
 /// Loads the configurations listed under `transformers:` (inline YAML, files or folders) and
@@ -194,7 +262,8 @@ fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Resul
         }
     }
     for entry in paths {
-        let loaded = accumulate_resources(std::slice::from_ref(entry), k, loader)?;
+        let mut loaded = ResMap::default();
+        accumulate_resources(&mut loaded, std::slice::from_ref(entry), k, loader)?;
         for r in loaded.resources {
             configs.push((r.obj, r.source.as_ref().clone()));
         }

@@ -208,9 +208,64 @@ impl Resource {
         f(&self.cur_id()) || self.prev_ids.iter().any(f)
     }
 
+    /// kustomize's `CopyMergeMetaDataFieldsFrom`: labels and annotations of `old` merged under
+    /// this object's, the name, namespace and build metadata of `old` (the hash suffix only
+    /// when both want it).
+    pub(crate) fn copy_merge_metadata_from(&mut self, old: &Resource) {
+        for field in ["labels", "annotations"] {
+            let old_md = old.obj.get("metadata").cloned().unwrap_or(Value::Null);
+            let md = self.metadata_mut();
+            let mut merged = string_map(old_md.get(field));
+            merged.extend(string_map(md.get(field)));
+            if merged.is_empty() {
+                md.remove(field);
+            } else {
+                let m = merged.into_iter().map(|(k, v)| (k, Value::String(v)));
+                md.insert(field.into(), Value::Object(m.collect()));
+            }
+        }
+        let (name, namespace) = (old.name(), old.namespace());
+        let md = self.metadata_mut();
+        md.insert("name".into(), Value::String(name));
+        if namespace.is_empty() {
+            md.remove("namespace");
+        } else {
+            md.insert("namespace".into(), Value::String(namespace));
+        }
+        self.prev_ids = old.prev_ids.clone();
+        self.prefixes = old.prefixes.clone();
+        self.suffixes = old.suffixes.clone();
+        self.needs_hash = self.needs_hash && old.needs_hash;
+        self.behavior = old.behavior.clone();
+    }
+
     /// `Kind/namespace/name` for messages.
     pub(crate) fn describe(&self) -> String {
         self.cur_id().to_string()
+    }
+}
+
+/// A field read as kustomize's `map[string]string` (values as `GetValue` reads them).
+fn string_map(v: Option<&Value>) -> std::collections::BTreeMap<String, String> {
+    match v {
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), scalar_text(Some(v))))
+            .collect(),
+        _ => Default::default(),
+    }
+}
+
+/// kustomize's `MergeDataMapFrom`: the string map `field` of `old` merged under that of `obj`
+/// (an empty result removes the field).
+fn merge_string_map(obj: &mut Map<String, Value>, old: &Map<String, Value>, field: &str) {
+    let mut merged = string_map(old.get(field));
+    merged.extend(string_map(obj.get(field)));
+    if merged.is_empty() {
+        obj.remove(field);
+    } else {
+        let m = merged.into_iter().map(|(k, v)| (k, Value::String(v)));
+        obj.insert(field.into(), Value::Object(m.collect()));
     }
 }
 
@@ -350,6 +405,71 @@ impl ResMap {
                 self.resources.push(r);
                 Ok(())
             }
+        }
+    }
+
+    /// Rebuilds the index of current ids (after transformers renamed objects).
+    pub(crate) fn reindex(&mut self) {
+        self.index = self
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.cur_id().key(), i))
+            .collect();
+    }
+
+    /// kustomize's `appendReplaceOrMerge` for a generated object: appended when no object has
+    /// its id (as current or previous id); with `behavior: merge` or `replace`, it takes the
+    /// place of the one object that has, keeping that object's name, namespace and build
+    /// metadata, merging its labels and annotations under its own (and, for `merge`, its
+    /// `data` and `binaryData`).
+    pub(crate) fn absorb(&mut self, mut r: Resource, kfile: &Path) -> Result<(), RenderError> {
+        let id = r.cur_id();
+        let key = id.key();
+        let matches: Vec<usize> = (0..self.resources.len())
+            .filter(|&i| self.resources[i].any_id(|x| x.key() == key))
+            .collect();
+        let behavior = r.behavior.clone().unwrap_or_default();
+        let err = |message: String| RenderError::InvalidObject {
+            file: kfile.to_path_buf(),
+            object: id.to_string(),
+            field: "behavior".into(),
+            message,
+        };
+        match matches.as_slice() {
+            [] => {
+                if matches!(behavior.as_str(), "merge" | "replace") {
+                    return Err(err(format!(
+                        "behavior: {behavior}: the object does not exist; cannot merge or \
+                         replace"
+                    )));
+                }
+                self.append(r)
+            }
+            [i] => {
+                let old = &self.resources[*i];
+                match behavior.as_str() {
+                    "replace" => r.copy_merge_metadata_from(old),
+                    "merge" => {
+                        r.copy_merge_metadata_from(old);
+                        for field in ["data", "binaryData"] {
+                            merge_string_map(&mut r.obj, &old.obj, field);
+                        }
+                    }
+                    _ => {
+                        return Err(err(format!(
+                            "the object exists (from {}); behavior must be merge or replace",
+                            old.source.display()
+                        )));
+                    }
+                }
+                self.resources[*i] = r;
+                self.reindex();
+                Ok(())
+            }
+            _ => Err(err(
+                "found multiple objects that could accept the merge".into()
+            )),
         }
     }
 

@@ -296,6 +296,7 @@ fn apply_sm_to(
     if !deleted.is_empty() || args.allow_name_change || args.allow_kind_change || keep_gvk {
         let old = std::mem::take(&mut m.resources);
         let mut fresh = ResMap::default();
+        fresh.config = std::mem::take(&mut m.config);
         for (i, r) in old.into_iter().enumerate() {
             if !deleted.contains(&i) {
                 fresh.append(r)?;
