@@ -115,11 +115,19 @@ pub(crate) struct GeneratorArgs {
 }
 
 /// The sort order of the output (`sortOptions.order`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) enum SortOrder {
     /// kustomize's legacy order by kind, the default.
     #[default]
     Legacy,
+    /// The legacy order with the kinds of `legacySortOptions` first and last (in place of
+    /// kustomize's default lists).
+    LegacyCustom {
+        /// `orderFirst`.
+        first: Vec<String>,
+        /// `orderLast`.
+        last: Vec<String>,
+    },
     /// The order objects were loaded in.
     Fifo,
 }
@@ -607,33 +615,44 @@ fn sort_order(f: &Fields<'_>, v: &Value) -> Result<SortOrder, RenderError> {
     let Some(m) = f.mapping("sortOptions", v)? else {
         return Ok(SortOrder::Legacy);
     };
-    let mut order = SortOrder::Legacy;
+    let mut order = String::new();
+    let mut legacy: Option<(Vec<String>, Vec<String>)> = None;
     for (k, v) in m {
+        let field = format!("sortOptions.{k}");
         match k.as_str() {
-            "order" => {
-                order = match f.string("sortOptions.order", v)?.as_str() {
-                    "legacy" => SortOrder::Legacy,
-                    "fifo" => SortOrder::Fifo,
-                    _ => {
-                        return Err(f.err(
-                            "sortOptions.order",
-                            "the field 'sortOptions.order' must be one of [fifo, legacy]",
-                        ));
+            "order" => order = f.string(&field, v)?,
+            "legacySortOptions" => {
+                let Some(lm) = f.mapping(&field, v)? else {
+                    continue;
+                };
+                let mut lists = (Vec::new(), Vec::new());
+                for (k, v) in lm {
+                    let lf = format!("{field}.{k}");
+                    match k.as_str() {
+                        "orderFirst" => lists.0 = f.strings(&lf, v)?,
+                        "orderLast" => lists.1 = f.strings(&lf, v)?,
+                        _ => return Err(f.err(&lf, "unknown field")),
                     }
                 }
+                legacy = Some(lists);
             }
-            "legacySortOptions" => {
-                if !is_empty(v) {
-                    return Err(RenderError::unsupported(
-                        f.file,
-                        "sortOptions.legacySortOptions",
-                    ));
-                }
-            }
-            _ => return Err(f.err(&format!("sortOptions.{k}"), "unknown field")),
+            _ => return Err(f.err(&field, "unknown field")),
         }
     }
-    Ok(order)
+    match (order.as_str(), legacy) {
+        ("legacy", None) => Ok(SortOrder::Legacy),
+        ("legacy", Some((first, last))) => Ok(SortOrder::LegacyCustom { first, last }),
+        ("fifo", None) => Ok(SortOrder::Fifo),
+        ("fifo", Some(_)) => Err(f.err(
+            "sortOptions.legacySortOptions",
+            "the field 'sortOptions.legacySortOptions' is set but the selected sort order is \
+             'fifo', not 'legacy'",
+        )),
+        _ => Err(f.err(
+            "sortOptions.order",
+            "the field 'sortOptions.order' must be one of [fifo, legacy]",
+        )),
+    }
 }
 
 /// kustomize's file loader for one kustomization folder (`api/internal/loader`).

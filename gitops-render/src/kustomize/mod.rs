@@ -91,8 +91,9 @@ pub(crate) fn build(dir: &Path) -> Result<Vec<Map<String, Value>>, RenderError> 
             local.is_none_or(|v| scalar_text(Some(v)) == "false")
         })
         .collect();
-    let resources = match kustomization.sort_order {
+    let resources = match &kustomization.sort_order {
         SortOrder::Legacy => order::legacy_sort(resources),
+        SortOrder::LegacyCustom { first, last } => order::legacy_sort_with(resources, first, last),
         SortOrder::Fifo => resources,
     };
     resources.into_iter().map(finalize).collect()
