@@ -29,7 +29,6 @@ pub(crate) const KUSTOMIZATION_FILE_NAMES: [&str; 3] =
 const UNSUPPORTED_FIELDS: &[&str] = &[
     "buildMetadata",
     "crds",
-    "generators",
     "helmChartInflationGenerator",
     "helmCharts",
     "helmGlobals",
@@ -153,6 +152,8 @@ pub(crate) struct Kustomization {
     pub generator_options: Option<GeneratorOptions>,
     /// `transformers`.
     pub transformers: Vec<String>,
+    /// `generators`: generator configurations (inline YAML, files or folders).
+    pub generators: Vec<String>,
     /// `sortOptions.order`.
     pub sort_order: SortOrder,
     /// `namePrefix`.
@@ -352,6 +353,50 @@ impl Fields<'_> {
     }
 }
 
+/// The arguments of a builtin `ConfigMapGenerator` or `SecretGenerator` configuration
+/// (listed under `generators:`): its fields as in `configMapGenerator` (unknown fields ignored,
+/// as `yaml.Unmarshal` does), the name and namespace defaulting to those of its `metadata`.
+pub(crate) fn generator_args_from_config(
+    obj: &Map<String, Value>,
+    file: &Path,
+    secret: bool,
+) -> Result<GeneratorArgs, RenderError> {
+    const KEYS: [&str; 9] = [
+        "name",
+        "namespace",
+        "behavior",
+        "literals",
+        "files",
+        "envs",
+        "env",
+        "options",
+        "type",
+    ];
+    let args: Map<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| KEYS.contains(&k.as_str()) && (secret || k.as_str() != "type"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let f = Fields { file };
+    let field = if secret {
+        "SecretGenerator"
+    } else {
+        "ConfigMapGenerator"
+    };
+    let mut list = f.generators(field, &Value::Array(vec![Value::Object(args)]), secret)?;
+    let mut g = list.pop().unwrap_or_default();
+    g.field = field.to_owned();
+    let md = obj.get("metadata");
+    let text = |k: &str| super::resource::scalar_text(md.and_then(|m| m.get(k)));
+    if g.name.is_empty() {
+        g.name = text("name");
+    }
+    if g.namespace.is_empty() {
+        g.namespace = text("namespace");
+    }
+    Ok(g)
+}
+
 impl Fields<'_> {
     fn list<'v>(&self, field: &str, v: &'v Value) -> Result<&'v [Value], RenderError> {
         match v {
@@ -497,6 +542,7 @@ impl Kustomization {
                 "secretGenerator" => k.secret_generator = f.generators(key, v, true)?,
                 "generatorOptions" => k.generator_options = f.options(key, v)?,
                 "transformers" => k.transformers = f.strings(key, v)?,
+                "generators" => k.generators = f.strings(key, v)?,
                 "sortOptions" => k.sort_order = sort_order(&f, v)?,
                 "namePrefix" => k.name_prefix = f.string(key, v)?,
                 "nameSuffix" => k.name_suffix = f.string(key, v)?,

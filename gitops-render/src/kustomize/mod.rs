@@ -122,6 +122,7 @@ fn accumulate_into(
     for r in generator::generate(k, loader)? {
         m.absorb(r, &k.file)?;
     }
+    run_generators(k, loader, &mut m)?;
     for (i, rel) in k.components.iter().enumerate() {
         m = accumulate_component(m, rel, i, k, loader)?;
     }
@@ -250,13 +251,19 @@ fn accumulate_resources(
     Ok(())
 }
 
-/// Loads the configurations listed under `transformers:` (inline YAML, files or folders) and
-/// applies them: the inline ones in order, then those of files and folders in order.
-fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Result<(), RenderError> {
-    // kustomize takes the inline configurations first, then loads the files and folders.
-    let mut configs: Vec<(Map<String, Value>, PathBuf)> = Vec::new();
+/// A plugin configuration object and the file it was read from.
+type PluginConfig = (Map<String, Value>, PathBuf);
+
+/// Loads plugin configurations (entries of `generators:` or `transformers:`: inline YAML, files
+/// or folders) as kustomize does: the inline ones in order, then those of files and folders.
+fn load_plugin_configs(
+    entries: &[String],
+    k: &Kustomization,
+    loader: &Loader,
+) -> Result<Vec<PluginConfig>, RenderError> {
+    let mut configs: Vec<PluginConfig> = Vec::new();
     let (inline, paths): (Vec<&String>, Vec<&String>) =
-        k.transformers.iter().partition(|e| e.contains('\n'));
+        entries.iter().partition(|e| e.contains('\n'));
     for entry in inline {
         for obj in objects_from_bytes(entry.as_bytes(), &k.file)? {
             configs.push((obj, k.file.clone()));
@@ -269,7 +276,43 @@ fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Resul
             configs.push((r.obj, r.source.as_ref().clone()));
         }
     }
-    for (obj, file) in configs {
+    Ok(configs)
+}
+
+/// Runs the generators configured under `generators:` (builtin `ConfigMapGenerator` and
+/// `SecretGenerator`), absorbing their objects as those of `configMapGenerator` are.
+fn run_generators(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Result<(), RenderError> {
+    for (obj, file) in load_plugin_configs(&k.generators, k, loader)? {
+        let api_version = scalar_text(obj.get("apiVersion"));
+        let kind = scalar_text(obj.get("kind"));
+        if api_version != "builtin" {
+            return Err(RenderError::unsupported(
+                &file,
+                format!(
+                    "generators: {api_version} {kind} (generator plugins; kubectl kustomize \
+                     refuses them too: external plugins disabled)"
+                ),
+            ));
+        }
+        match kind.as_str() {
+            "ConfigMapGenerator" | "SecretGenerator" => {
+                let r = generator::generate_from_config(&obj, &file, &kind, k, loader)?;
+                m.absorb(r, &file)?;
+            }
+            other => {
+                return Err(RenderError::unsupported(
+                    &file,
+                    format!("generators: builtin {other}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads the configurations listed under `transformers:` and applies them in order.
+fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Result<(), RenderError> {
+    for (obj, file) in load_plugin_configs(&k.transformers, k, loader)? {
         let api_version = scalar_text(obj.get("apiVersion"));
         let kind = scalar_text(obj.get("kind"));
         if api_version != "builtin" {
