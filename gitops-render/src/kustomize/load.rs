@@ -28,7 +28,6 @@ pub(crate) const KUSTOMIZATION_FILE_NAMES: [&str; 3] =
 /// Fields of kustomize's `Kustomization` that this renderer does not implement yet.
 const UNSUPPORTED_FIELDS: &[&str] = &[
     "buildMetadata",
-    "crds",
     "helmChartInflationGenerator",
     "helmCharts",
     "helmGlobals",
@@ -152,6 +151,8 @@ pub(crate) struct Kustomization {
     pub generator_options: Option<GeneratorOptions>,
     /// `transformers`.
     pub transformers: Vec<String>,
+    /// `crds`: files of OpenAPI definitions adding field specs for custom types.
+    pub crds: Vec<String>,
     /// `generators`: generator configurations (inline YAML, files or folders).
     pub generators: Vec<String>,
     /// `sortOptions.order`.
@@ -543,6 +544,7 @@ impl Kustomization {
                 "generatorOptions" => k.generator_options = f.options(key, v)?,
                 "transformers" => k.transformers = f.strings(key, v)?,
                 "generators" => k.generators = f.strings(key, v)?,
+                "crds" => k.crds = f.strings(key, v)?,
                 "sortOptions" => k.sort_order = sort_order(&f, v)?,
                 "namePrefix" => k.name_prefix = f.string(key, v)?,
                 "nameSuffix" => k.name_suffix = f.string(key, v)?,

@@ -14,6 +14,7 @@
 //! 4. rewrite annotations as kustomize does when it drops its build annotations, and put keys
 //!    in the order `kubectl kustomize` prints them.
 
+pub(crate) mod crds;
 pub(crate) mod generator;
 pub(crate) mod load;
 pub(crate) mod order;
@@ -119,6 +120,10 @@ fn accumulate_into(
     m.config
         .merge(&config)
         .map_err(|e| RenderError::field(&k.file, "configurations", e))?;
+    let crd_config = crds::load(k, loader)?;
+    m.config
+        .merge(&crd_config)
+        .map_err(|e| RenderError::field(&k.file, "crds", e))?;
     for r in generator::generate(k, loader)? {
         m.absorb(r, &k.file)?;
     }
