@@ -27,7 +27,6 @@ pub(crate) const KUSTOMIZATION_FILE_NAMES: [&str; 3] =
 
 /// Fields of kustomize's `Kustomization` that this renderer does not implement yet.
 const UNSUPPORTED_FIELDS: &[&str] = &[
-    "buildMetadata",
     "helmChartInflationGenerator",
     "helmCharts",
     "helmGlobals",
@@ -151,6 +150,9 @@ pub(crate) struct Kustomization {
     pub generator_options: Option<GeneratorOptions>,
     /// `transformers`.
     pub transformers: Vec<String>,
+    /// `buildMetadata`: `originAnnotations`, `transformerAnnotations`, `managedByLabel` (only
+    /// the top kustomization's count: kustomize gives its list to every base and component).
+    pub build_metadata: Vec<String>,
     /// `crds`: files of OpenAPI definitions adding field specs for custom types.
     pub crds: Vec<String>,
     /// `generators`: generator configurations (inline YAML, files or folders).
@@ -545,6 +547,7 @@ impl Kustomization {
                 "transformers" => k.transformers = f.strings(key, v)?,
                 "generators" => k.generators = f.strings(key, v)?,
                 "crds" => k.crds = f.strings(key, v)?,
+                "buildMetadata" => k.build_metadata = f.strings(key, v)?,
                 "sortOptions" => k.sort_order = sort_order(&f, v)?,
                 "namePrefix" => k.name_prefix = f.string(key, v)?,
                 "nameSuffix" => k.name_suffix = f.string(key, v)?,
@@ -710,6 +713,40 @@ pub(crate) struct Loader {
     pub root: PathBuf,
     /// The folders of the kustomizations that led here, to detect cycles.
     ancestors: Vec<PathBuf>,
+    /// With `buildMetadata`, the folder's path from the top kustomization's folder as kustomize
+    /// tracks origins (the entries joined and cleaned lexically, `""` at the top).
+    pub origin: Option<String>,
+}
+
+/// Go's `filepath.Join`: the non-empty elements joined with `/` and cleaned lexically.
+pub(crate) fn join_clean(a: &str, b: &str) -> String {
+    let joined = match (a.is_empty(), b.is_empty()) {
+        (true, true) => return String::new(),
+        (true, false) => b.to_owned(),
+        (false, true) => a.to_owned(),
+        (false, false) => format!("{a}/{b}"),
+    };
+    let rooted = joined.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&p) if p != ".." => {
+                    parts.pop();
+                }
+                _ if rooted => {}
+                _ => parts.push(".."),
+            },
+            p => parts.push(p),
+        }
+    }
+    let body = parts.join("/");
+    match (rooted, body.is_empty()) {
+        (true, _) => format!("/{body}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => body,
+    }
 }
 
 fn is_remote(path: &str) -> bool {
@@ -729,6 +766,7 @@ impl Loader {
         Ok(Loader {
             root,
             ancestors: Vec::new(),
+            origin: None,
         })
     }
 
@@ -757,7 +795,12 @@ impl Loader {
         }
         let mut ancestors = self.ancestors.clone();
         ancestors.push(self.root.clone());
-        Ok(Loader { root, ancestors })
+        let origin = self.origin.as_deref().map(|o| join_clean(o, rel));
+        Ok(Loader {
+            root,
+            ancestors,
+            origin,
+        })
     }
 
     /// Resolves `rel` (named in `kfile`) to a path below the root, as `RestrictionRootOnly` does.

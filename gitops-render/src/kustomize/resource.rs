@@ -95,6 +95,56 @@ pub(crate) fn scalar_text(v: Option<&Value>) -> String {
     }
 }
 
+/// Where an object or a transformation comes from (kustomize's `resource.Origin`), tracked
+/// with `buildMetadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Origin {
+    /// The manifest file, from the top kustomization's folder.
+    pub path: String,
+    /// The kustomization or configuration file of the generator or transformer.
+    pub configured_in: String,
+    /// The generator or transformer: apiVersion, kind, name, namespace.
+    pub configured_by: [String; 4],
+}
+
+impl Origin {
+    /// The origin of a builtin generator or transformer configured by a kustomization field.
+    pub(crate) fn builtin(configured_in: String, kind: &str) -> Self {
+        Origin {
+            path: String::new(),
+            configured_in,
+            configured_by: ["builtin".into(), kind.into(), String::new(), String::new()],
+        }
+    }
+
+    /// The value kustomize marshals (fields in its struct's order, empty ones left out).
+    pub(crate) fn to_value(&self) -> Value {
+        let mut m = Map::new();
+        if !self.path.is_empty() {
+            m.insert("path".into(), Value::String(self.path.clone()));
+        }
+        if !self.configured_in.is_empty() {
+            m.insert(
+                "configuredIn".into(),
+                Value::String(self.configured_in.clone()),
+            );
+        }
+        let mut by = Map::new();
+        for (k, v) in ["apiVersion", "kind", "name", "namespace"]
+            .iter()
+            .zip(&self.configured_by)
+        {
+            if !v.is_empty() {
+                by.insert((*k).into(), Value::String(v.clone()));
+            }
+        }
+        if !by.is_empty() {
+            m.insert("configuredBy".into(), Value::Object(by));
+        }
+        Value::Object(m)
+    }
+}
+
 /// One object being built, with what kustomize tracks about it in build annotations.
 #[derive(Debug, Clone)]
 pub(crate) struct Resource {
@@ -112,6 +162,11 @@ pub(crate) struct Resource {
     pub prefixes: Vec<String>,
     /// Name suffixes added, innermost first (`internal.config.kubernetes.io/suffixes`).
     pub suffixes: Vec<String>,
+    /// With `buildMetadata`: where it comes from (`config.kubernetes.io/origin`).
+    pub origin: Option<Origin>,
+    /// With `buildMetadata`: the transformers run on it, in order
+    /// (`alpha.config.kubernetes.io/transformations`).
+    pub transformations: Vec<Origin>,
 }
 
 impl Resource {
@@ -125,6 +180,8 @@ impl Resource {
             source,
             prefixes: Vec::new(),
             suffixes: Vec::new(),
+            origin: None,
+            transformations: Vec::new(),
         }
     }
 
@@ -237,6 +294,12 @@ impl Resource {
         self.suffixes = old.suffixes.clone();
         self.needs_hash = self.needs_hash && old.needs_hash;
         self.behavior = old.behavior.clone();
+        if self.origin.is_none() {
+            self.origin = old.origin.clone();
+        }
+        if self.transformations.is_empty() {
+            self.transformations = old.transformations.clone();
+        }
     }
 
     /// `Kind/namespace/name` for messages.
@@ -451,7 +514,12 @@ impl ResMap {
                 match behavior.as_str() {
                     "replace" => r.copy_merge_metadata_from(old),
                     "merge" => {
+                        // The object merged into keeps its origin.
+                        let origin = old.origin.clone();
                         r.copy_merge_metadata_from(old);
+                        if origin.is_some() {
+                            r.origin = origin;
+                        }
                         for field in ["data", "binaryData"] {
                             merge_string_map(&mut r.obj, &old.obj, field);
                         }
@@ -470,6 +538,18 @@ impl ResMap {
             _ => Err(err(
                 "found multiple objects that could accept the merge".into()
             )),
+        }
+    }
+
+    /// kustomize's `AddTransformerAnnotation`: records that the transformer of `origin` ran
+    /// on every object (as the origin of those that have none).
+    pub(crate) fn note_transformer(&mut self, origin: &Origin) {
+        for r in &mut self.resources {
+            if r.origin.is_none() {
+                r.origin = Some(origin.clone());
+            } else {
+                r.transformations.push(origin.clone());
+            }
         }
     }
 
