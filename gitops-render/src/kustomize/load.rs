@@ -30,7 +30,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "helmChartInflationGenerator",
     "helmCharts",
     "helmGlobals",
-    "openapi",
     "replacements",
     "validators",
     "vars",
@@ -547,6 +546,7 @@ impl Kustomization {
                 "transformers" => k.transformers = f.strings(key, v)?,
                 "generators" => k.generators = f.strings(key, v)?,
                 "crds" => k.crds = f.strings(key, v)?,
+                "openapi" => openapi(&f, v)?,
                 "buildMetadata" => k.build_metadata = f.strings(key, v)?,
                 "sortOptions" => k.sort_order = sort_order(&f, v)?,
                 "namePrefix" => k.name_prefix = f.string(key, v)?,
@@ -659,6 +659,35 @@ fn is_empty(v: &Value) -> bool {
         Value::String(s) => s.is_empty(),
         Value::Bool(b) => !b,
         Value::Number(_) => false,
+    }
+}
+
+/// The kubernetes version of the OpenAPI schema kustomize v5.5 embeds (the one this renderer's
+/// strategic-merge schema comes from).
+const BUILTIN_OPENAPI_VERSION: &str = "v1.21.2";
+
+/// Checks `openapi` (a `map[string]string`): no `version` or the builtin one is the schema
+/// this renderer has; other versions are not built into kustomize either; a custom schema
+/// (`path`) is not supported.
+fn openapi(f: &Fields<'_>, v: &Value) -> Result<(), RenderError> {
+    let m = f.string_map("openapi", v)?;
+    let version = m.get("version");
+    if m.contains_key("path") {
+        return Err(RenderError::unsupported(
+            f.file,
+            "openapi.path (a custom OpenAPI schema for strategic merge patches)",
+        ));
+    }
+    match version {
+        None => Ok(()),
+        Some(ver) if ver.is_empty() || ver == BUILTIN_OPENAPI_VERSION => Ok(()),
+        Some(_) => Err(f.err(
+            "openapi.version",
+            format!(
+                "the specified OpenAPI version is not built in (kustomize has only \
+                 {BUILTIN_OPENAPI_VERSION})"
+            ),
+        )),
     }
 }
 
