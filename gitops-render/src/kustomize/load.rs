@@ -874,3 +874,41 @@ impl Loader {
         Ok((path, bytes))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_paths_join_like_go() {
+        assert_eq!(join_clean("", "cm.yaml"), "cm.yaml");
+        assert_eq!(join_clean("", "../base"), "../base");
+        assert_eq!(join_clean("../base", "./cm.yaml"), "../base/cm.yaml");
+        assert_eq!(join_clean("a/b", "../../../c"), "../c");
+        assert_eq!(join_clean("a", ".."), ".");
+        assert_eq!(join_clean("a//b/", "c/"), "a/b/c");
+        assert_eq!(join_clean("", ""), "");
+    }
+
+    #[test]
+    fn components_and_their_api_version() {
+        let file = Path::new("kustomization.yaml");
+        let c = serde_json::json!({
+            "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+            "kind": "Component",
+            "components": ["../x"],
+        });
+        let k = Kustomization::from_value(file, c).unwrap();
+        assert!(k.is_component);
+        assert_eq!(k.components, vec!["../x".to_owned()]);
+        let bad = serde_json::json!({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Component",
+            "namePrefix": "p-",
+        });
+        let err = Kustomization::from_value(file, bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("apiVersion for Component should be"), "{err}");
+    }
+}
