@@ -6,7 +6,10 @@
 //! | kustomize feature | module |
 //! | --- | --- |
 //! | `resources` (files, folders, nested bases), load restrictions | `kustomize::load` |
-//! | `configMapGenerator`, `secretGenerator`, `generatorOptions`, content-hash names | `kustomize::generator` |
+//! | `components` (`kind: Component`, nested), applied to the including kustomization's objects | `kustomize` |
+//! | `configMapGenerator`, `secretGenerator` (`behavior: create`, `merge`, `replace`), `generatorOptions`, builtin generator configurations under `generators:`, content-hash names | `kustomize::generator` |
+//! | `crds` (OpenAPI definitions whose `x-kubernetes-*` extensions add field specs) | `kustomize::crds` |
+//! | `buildMetadata` (origin and transformations annotations, managed-by label) | `kustomize` |
 //! | `namespace` (and `NamespaceTransformer` under `transformers:`) | `kustomize::transform::namespace` |
 //! | `namePrefix`, `nameSuffix` (and `PrefixTransformer`, `SuffixTransformer`, `PrefixSuffixTransformer`) | `kustomize::transform::prefix` |
 //! | `commonLabels`, `labels`, `commonAnnotations` (and `LabelTransformer`, `AnnotationsTransformer`) | `kustomize::transform::labels` |
@@ -16,7 +19,7 @@
 //! | `patches`, `patchesStrategicMerge`, `patchesJson6902` and their builtin transformers (strategic merge as kyaml's `merge2`, schema from kustomize's embedded Kubernetes v1.21.2 OpenAPI) | `kustomize::patch` |
 //! | name references to renamed or moved objects (kustomize's default `nameReference` table) | `kustomize::transform::nameref` |
 //! | `config.kubernetes.io/local-config` objects dropped, build annotations removed | `kustomize` |
-//! | legacy output order | `kustomize::order` |
+//! | output order (`sortOptions`: legacy, with `legacySortOptions`, or fifo); `openapi` with the builtin version | `kustomize::order` |
 //! | YAML reading (yaml.v3 via kyaml) and printing (`encoding/json` + yaml.v2) | `yaml` |
 //!
 //! After the build, [`PostBuild`] runs Flux's post-build variable substitution
@@ -25,7 +28,7 @@
 //! A folder without a kustomization file is rendered as Flux's kustomize-controller renders it:
 //! as if it had a `kustomization.yaml` listing every `.yaml`/`.yml` file below it (`plain`).
 //!
-//! Kustomize features beyond these (replacements, components, Helm charts,
+//! Kustomize features beyond these (replacements, vars, Helm charts, a custom `openapi` schema,
 //! remote bases...) are reported as [`RenderError::Unsupported`], never silently ignored.
 
 mod base64;

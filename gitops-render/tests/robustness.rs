@@ -85,7 +85,7 @@ fn mutated_inputs_fail_cleanly_or_build() {
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
         let chars: Vec<char> = text.chars().collect();
-        for _ in 0..40 {
+        for _ in 0..16 {
             let at = rng.next(chars.len() + 1);
             let mut mutated: String = chars[..at].iter().collect();
             if rng.next(3) > 0 {

@@ -1,7 +1,7 @@
 //! `configMapGenerator` and `secretGenerator`, and the content hash of generated names, as
 //! kustomize v5.5 does them (`api/kv`, `api/internal/generators`, `api/hasher`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -37,10 +37,31 @@ pub(crate) fn generate(k: &Kustomization, loader: &Loader) -> Result<Vec<Resourc
         (Kind::Secret, &k.secret_generator),
     ] {
         for args in list {
-            out.push(make(kind, args, k, loader, &source)?);
+            let options =
+                GeneratorOptions::merged(args.options.as_ref(), k.generator_options.as_ref());
+            out.push(make(kind, args, options, &k.file, loader, &source)?);
         }
     }
     Ok(out)
+}
+
+/// The object of a builtin `ConfigMapGenerator` or `SecretGenerator` configuration read from
+/// `config_file` (an entry of `generators:` in `k`): files are loaded relative to `k`, and the
+/// kustomization's `generatorOptions` do not apply.
+pub(crate) fn generate_from_config(
+    obj: &Map<String, Value>,
+    config_file: &Path,
+    kind: &str,
+    k: &Kustomization,
+    loader: &Loader,
+) -> Result<Resource, RenderError> {
+    let (kind, secret) = match kind {
+        "SecretGenerator" => (Kind::Secret, true),
+        _ => (Kind::ConfigMap, false),
+    };
+    let args = super::load::generator_args_from_config(obj, config_file, secret)?;
+    let source = Arc::new(config_file.to_path_buf());
+    make(kind, &args, args.options.clone(), &k.file, loader, &source)
 }
 
 /// kubernetes' `IsConfigMapKey`.
@@ -108,10 +129,9 @@ enum Data {
 /// Key/value pairs from env files, then literals, then files (kustomize's `kv.Load`).
 fn load_pairs(
     args: &GeneratorArgs,
-    k: &Kustomization,
+    file: &Path,
     loader: &Loader,
 ) -> Result<Vec<(String, Data)>, RenderError> {
-    let file = &k.file;
     let mut pairs = Vec::new();
     for (i, env) in args.envs.iter().enumerate() {
         let field = format!("{}.envs[{i}]", args.field);
@@ -194,11 +214,11 @@ fn encode_base64_lines(data: &[u8]) -> String {
 fn make(
     kind: Kind,
     args: &GeneratorArgs,
-    k: &Kustomization,
+    options: Option<GeneratorOptions>,
+    file: &Path,
     loader: &Loader,
     source: &Arc<PathBuf>,
 ) -> Result<Resource, RenderError> {
-    let file = &k.file;
     if args.name.is_empty() {
         return Err(RenderError::field(
             file,
@@ -206,24 +226,8 @@ fn make(
             "a configmap must have a name",
         ));
     }
-    match args.behavior.as_str() {
-        "" | "create" => {}
-        "merge" | "replace" => {
-            return Err(RenderError::unsupported(
-                file,
-                format!("{}.behavior: {}", args.field, args.behavior),
-            ));
-        }
-        other => {
-            return Err(RenderError::field(
-                file,
-                format!("{}.behavior", args.field),
-                format!("unknown behavior {other:?}"),
-            ));
-        }
-    }
-    let options = GeneratorOptions::merged(args.options.as_ref(), k.generator_options.as_ref());
-    let pairs = load_pairs(args, k, loader)?;
+    // kustomize reads any other behavior (`add`...) as unspecified, which creates the object.
+    let pairs = load_pairs(args, file, loader)?;
     let mut data = std::collections::BTreeMap::new();
     let mut binary = std::collections::BTreeMap::new();
     for (key, value) in pairs {

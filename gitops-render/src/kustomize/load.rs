@@ -27,14 +27,9 @@ pub(crate) const KUSTOMIZATION_FILE_NAMES: [&str; 3] =
 
 /// Fields of kustomize's `Kustomization` that this renderer does not implement yet.
 const UNSUPPORTED_FIELDS: &[&str] = &[
-    "buildMetadata",
-    "components",
-    "crds",
-    "generators",
     "helmChartInflationGenerator",
     "helmCharts",
     "helmGlobals",
-    "openapi",
     "replacements",
     "validators",
     "vars",
@@ -116,11 +111,19 @@ pub(crate) struct GeneratorArgs {
 }
 
 /// The sort order of the output (`sortOptions.order`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) enum SortOrder {
     /// kustomize's legacy order by kind, the default.
     #[default]
     Legacy,
+    /// The legacy order with the kinds of `legacySortOptions` first and last (in place of
+    /// kustomize's default lists).
+    LegacyCustom {
+        /// `orderFirst`.
+        first: Vec<String>,
+        /// `orderLast`.
+        last: Vec<String>,
+    },
     /// The order objects were loaded in.
     Fifo,
 }
@@ -134,6 +137,10 @@ pub(crate) struct Kustomization {
     pub namespace: String,
     /// `resources` followed by the deprecated `bases`.
     pub resources: Vec<String>,
+    /// `components`: folders of `kind: Component` kustomizations applied after the generators.
+    pub components: Vec<String>,
+    /// Whether the file is a `kind: Component`.
+    pub is_component: bool,
     /// `configMapGenerator`.
     pub config_map_generator: Vec<GeneratorArgs>,
     /// `secretGenerator`.
@@ -142,6 +149,13 @@ pub(crate) struct Kustomization {
     pub generator_options: Option<GeneratorOptions>,
     /// `transformers`.
     pub transformers: Vec<String>,
+    /// `buildMetadata`: `originAnnotations`, `transformerAnnotations`, `managedByLabel` (only
+    /// the top kustomization's count: kustomize gives its list to every base and component).
+    pub build_metadata: Vec<String>,
+    /// `crds`: files of OpenAPI definitions adding field specs for custom types.
+    pub crds: Vec<String>,
+    /// `generators`: generator configurations (inline YAML, files or folders).
+    pub generators: Vec<String>,
     /// `sortOptions.order`.
     pub sort_order: SortOrder,
     /// `namePrefix`.
@@ -341,6 +355,50 @@ impl Fields<'_> {
     }
 }
 
+/// The arguments of a builtin `ConfigMapGenerator` or `SecretGenerator` configuration
+/// (listed under `generators:`): its fields as in `configMapGenerator` (unknown fields ignored,
+/// as `yaml.Unmarshal` does), the name and namespace defaulting to those of its `metadata`.
+pub(crate) fn generator_args_from_config(
+    obj: &Map<String, Value>,
+    file: &Path,
+    secret: bool,
+) -> Result<GeneratorArgs, RenderError> {
+    const KEYS: [&str; 9] = [
+        "name",
+        "namespace",
+        "behavior",
+        "literals",
+        "files",
+        "envs",
+        "env",
+        "options",
+        "type",
+    ];
+    let args: Map<String, Value> = obj
+        .iter()
+        .filter(|(k, _)| KEYS.contains(&k.as_str()) && (secret || k.as_str() != "type"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let f = Fields { file };
+    let field = if secret {
+        "SecretGenerator"
+    } else {
+        "ConfigMapGenerator"
+    };
+    let mut list = f.generators(field, &Value::Array(vec![Value::Object(args)]), secret)?;
+    let mut g = list.pop().unwrap_or_default();
+    g.field = field.to_owned();
+    let md = obj.get("metadata");
+    let text = |k: &str| super::resource::scalar_text(md.and_then(|m| m.get(k)));
+    if g.name.is_empty() {
+        g.name = text("name");
+    }
+    if g.namespace.is_empty() {
+        g.namespace = text("namespace");
+    }
+    Ok(g)
+}
+
 impl Fields<'_> {
     fn list<'v>(&self, field: &str, v: &'v Value) -> Result<&'v [Value], RenderError> {
         match v {
@@ -480,11 +538,16 @@ impl Kustomization {
                 }
                 "namespace" => k.namespace = f.string(key, v)?,
                 "resources" => k.resources = f.strings(key, v)?,
+                "components" => k.components = f.strings(key, v)?,
                 "bases" => bases = f.strings(key, v)?,
                 "configMapGenerator" => k.config_map_generator = f.generators(key, v, false)?,
                 "secretGenerator" => k.secret_generator = f.generators(key, v, true)?,
                 "generatorOptions" => k.generator_options = f.options(key, v)?,
                 "transformers" => k.transformers = f.strings(key, v)?,
+                "generators" => k.generators = f.strings(key, v)?,
+                "crds" => k.crds = f.strings(key, v)?,
+                "openapi" => openapi(&f, v)?,
+                "buildMetadata" => k.build_metadata = f.strings(key, v)?,
                 "sortOptions" => k.sort_order = sort_order(&f, v)?,
                 "namePrefix" => k.name_prefix = f.string(key, v)?,
                 "nameSuffix" => k.name_suffix = f.string(key, v)?,
@@ -518,7 +581,15 @@ impl Kustomization {
                     ));
                 }
             }
-            "Component" => return Err(RenderError::unsupported(file, "kind: Component")),
+            "Component" => {
+                if !api_version.is_empty() && api_version != "kustomize.config.k8s.io/v1alpha1" {
+                    return Err(f.err(
+                        "apiVersion",
+                        "apiVersion for Component should be kustomize.config.k8s.io/v1alpha1",
+                    ));
+                }
+                k.is_component = true;
+            }
             _ => {
                 return Err(f.err("kind", "kind should be Kustomization or Component"));
             }
@@ -591,37 +662,77 @@ fn is_empty(v: &Value) -> bool {
     }
 }
 
+/// The kubernetes version of the OpenAPI schema kustomize v5.5 embeds (the one this renderer's
+/// strategic-merge schema comes from).
+const BUILTIN_OPENAPI_VERSION: &str = "v1.21.2";
+
+/// Checks `openapi` (a `map[string]string`): no `version` or the builtin one is the schema
+/// this renderer has; other versions are not built into kustomize either; a custom schema
+/// (`path`) is not supported.
+fn openapi(f: &Fields<'_>, v: &Value) -> Result<(), RenderError> {
+    let m = f.string_map("openapi", v)?;
+    let version = m.get("version");
+    if m.contains_key("path") {
+        return Err(RenderError::unsupported(
+            f.file,
+            "openapi.path (a custom OpenAPI schema for strategic merge patches)",
+        ));
+    }
+    match version {
+        None => Ok(()),
+        Some(ver) if ver.is_empty() || ver == BUILTIN_OPENAPI_VERSION => Ok(()),
+        Some(_) => Err(f.err(
+            "openapi.version",
+            format!(
+                "the specified OpenAPI version is not built in (kustomize has only \
+                 {BUILTIN_OPENAPI_VERSION})"
+            ),
+        )),
+    }
+}
+
 fn sort_order(f: &Fields<'_>, v: &Value) -> Result<SortOrder, RenderError> {
     let Some(m) = f.mapping("sortOptions", v)? else {
         return Ok(SortOrder::Legacy);
     };
-    let mut order = SortOrder::Legacy;
+    let mut order = String::new();
+    let mut legacy: Option<(Vec<String>, Vec<String>)> = None;
     for (k, v) in m {
+        let field = format!("sortOptions.{k}");
         match k.as_str() {
-            "order" => {
-                order = match f.string("sortOptions.order", v)?.as_str() {
-                    "legacy" => SortOrder::Legacy,
-                    "fifo" => SortOrder::Fifo,
-                    _ => {
-                        return Err(f.err(
-                            "sortOptions.order",
-                            "the field 'sortOptions.order' must be one of [fifo, legacy]",
-                        ));
+            "order" => order = f.string(&field, v)?,
+            "legacySortOptions" => {
+                let Some(lm) = f.mapping(&field, v)? else {
+                    continue;
+                };
+                let mut lists = (Vec::new(), Vec::new());
+                for (k, v) in lm {
+                    let lf = format!("{field}.{k}");
+                    match k.as_str() {
+                        "orderFirst" => lists.0 = f.strings(&lf, v)?,
+                        "orderLast" => lists.1 = f.strings(&lf, v)?,
+                        _ => return Err(f.err(&lf, "unknown field")),
                     }
                 }
+                legacy = Some(lists);
             }
-            "legacySortOptions" => {
-                if !is_empty(v) {
-                    return Err(RenderError::unsupported(
-                        f.file,
-                        "sortOptions.legacySortOptions",
-                    ));
-                }
-            }
-            _ => return Err(f.err(&format!("sortOptions.{k}"), "unknown field")),
+            _ => return Err(f.err(&field, "unknown field")),
         }
     }
-    Ok(order)
+    match (order.as_str(), legacy) {
+        ("legacy", None) => Ok(SortOrder::Legacy),
+        ("legacy", Some((first, last))) => Ok(SortOrder::LegacyCustom { first, last }),
+        ("fifo", None) => Ok(SortOrder::Fifo),
+        ("fifo", Some(_)) => Err(f.err(
+            "sortOptions.legacySortOptions",
+            "the field 'sortOptions.legacySortOptions' is set but the selected sort order is \
+             'fifo', not 'legacy'",
+        )),
+        _ => Err(f.err(
+            "sortOptions.order",
+            "the field 'sortOptions.order' must be one of [fifo, legacy]",
+        )),
+    }
 }
 
 /// kustomize's file loader for one kustomization folder (`api/internal/loader`).
@@ -631,6 +742,40 @@ pub(crate) struct Loader {
     pub root: PathBuf,
     /// The folders of the kustomizations that led here, to detect cycles.
     ancestors: Vec<PathBuf>,
+    /// With `buildMetadata`, the folder's path from the top kustomization's folder as kustomize
+    /// tracks origins (the entries joined and cleaned lexically, `""` at the top).
+    pub origin: Option<String>,
+}
+
+/// Go's `filepath.Join`: the non-empty elements joined with `/` and cleaned lexically.
+pub(crate) fn join_clean(a: &str, b: &str) -> String {
+    let joined = match (a.is_empty(), b.is_empty()) {
+        (true, true) => return String::new(),
+        (true, false) => b.to_owned(),
+        (false, true) => a.to_owned(),
+        (false, false) => format!("{a}/{b}"),
+    };
+    let rooted = joined.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&p) if p != ".." => {
+                    parts.pop();
+                }
+                _ if rooted => {}
+                _ => parts.push(".."),
+            },
+            p => parts.push(p),
+        }
+    }
+    let body = parts.join("/");
+    match (rooted, body.is_empty()) {
+        (true, _) => format!("/{body}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => body,
+    }
 }
 
 fn is_remote(path: &str) -> bool {
@@ -650,6 +795,7 @@ impl Loader {
         Ok(Loader {
             root,
             ancestors: Vec::new(),
+            origin: None,
         })
     }
 
@@ -678,7 +824,12 @@ impl Loader {
         }
         let mut ancestors = self.ancestors.clone();
         ancestors.push(self.root.clone());
-        Ok(Loader { root, ancestors })
+        let origin = self.origin.as_deref().map(|o| join_clean(o, rel));
+        Ok(Loader {
+            root,
+            ancestors,
+            origin,
+        })
     }
 
     /// Resolves `rel` (named in `kfile`) to a path below the root, as `RestrictionRootOnly` does.
@@ -721,5 +872,43 @@ impl Loader {
         let path = self.resolve(rel, kfile)?;
         let bytes = std::fs::read(&path).map_err(|e| RenderError::io(&path, e))?;
         Ok((path, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_paths_join_like_go() {
+        assert_eq!(join_clean("", "cm.yaml"), "cm.yaml");
+        assert_eq!(join_clean("", "../base"), "../base");
+        assert_eq!(join_clean("../base", "./cm.yaml"), "../base/cm.yaml");
+        assert_eq!(join_clean("a/b", "../../../c"), "../c");
+        assert_eq!(join_clean("a", ".."), ".");
+        assert_eq!(join_clean("a//b/", "c/"), "a/b/c");
+        assert_eq!(join_clean("", ""), "");
+    }
+
+    #[test]
+    fn components_and_their_api_version() {
+        let file = Path::new("kustomization.yaml");
+        let c = serde_json::json!({
+            "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+            "kind": "Component",
+            "components": ["../x"],
+        });
+        let k = Kustomization::from_value(file, c).unwrap();
+        assert!(k.is_component);
+        assert_eq!(k.components, vec!["../x".to_owned()]);
+        let bad = serde_json::json!({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Component",
+            "namePrefix": "p-",
+        });
+        let err = Kustomization::from_value(file, bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("apiVersion for Component should be"), "{err}");
     }
 }

@@ -1,7 +1,9 @@
 //! The kustomize build, in the order kustomize v5.5 runs it (`api/krusty`, `api/internal/target`):
 //!
 //! 1. accumulate the kustomization's `resources` (files, and base folders built recursively),
-//!    then its generators (`configMapGenerator`, `secretGenerator`), then run its transformers
+//!    then its generators (`configMapGenerator`, `secretGenerator`; `behavior: merge` or
+//!    `replace` folds an object into the one of that id), then its `components` (each a
+//!    `kind: Component` accumulated onto the same objects, recursively), then run its transformers
 //!    (`patchesStrategicMerge`, `patches`, `namespace`, `namePrefix`/`nameSuffix`,
 //!    `labels`/`commonLabels`, `commonAnnotations`, `patchesJson6902`, `replicas`, `images`,
 //!    then the configurations listed under `transformers:`), with the field specs of the
@@ -9,9 +11,11 @@
 //! 2. at the top only: add the content-hash suffix to generated names and rewrite the
 //!    references to renamed objects;
 //! 3. sort (legacy order unless `sortOptions` says `fifo`);
-//! 4. rewrite annotations as kustomize does when it drops its build annotations, and put keys
-//!    in the order `kubectl kustomize` prints them.
+//! 4. rewrite annotations as kustomize does when it drops its build annotations (adding the
+//!    origin and transformations annotations and the managed-by label the top kustomization's
+//!    `buildMetadata` asks for), and put keys in the order `kubectl kustomize` prints them.
 
+pub(crate) mod crds;
 pub(crate) mod generator;
 pub(crate) mod load;
 pub(crate) mod order;
@@ -26,8 +30,8 @@ use serde_json::{Map, Value};
 
 use crate::error::RenderError;
 use crate::yaml;
-use load::{Kustomization, Loader, SortOrder, find_kustomization};
-use resource::{ResMap, Resource, objects_from_bytes, scalar_text};
+use load::{Kustomization, Loader, SortOrder, find_kustomization, join_clean};
+use resource::{Origin, ResMap, Resource, objects_from_bytes, scalar_text};
 use transform::config::TransformerConfig;
 use transform::labels::LabelTransformer;
 
@@ -62,11 +66,15 @@ const BUILD_ANNOTATIONS: &[&str] = &[
 /// Builds the folder `dir`: its kustomization, or (without one) the kustomization Flux's
 /// kustomize-controller generates. Returns the objects in output order, keys sorted.
 pub(crate) fn build(dir: &Path) -> Result<Vec<Map<String, Value>>, RenderError> {
-    let loader = Loader::new(dir)?;
+    let mut loader = Loader::new(dir)?;
     let kustomization = match find_kustomization(&loader.root)? {
         Some(file) => Kustomization::load(&file)?,
         None => crate::plain::generated_kustomization(&loader.root)?,
     };
+    let build_metadata = &kustomization.build_metadata;
+    if !build_metadata.is_empty() {
+        loader.origin = Some(String::new());
+    }
     let mut m = accumulate(&kustomization, &loader)?;
     for r in &mut m.resources {
         if r.needs_hash {
@@ -89,40 +97,183 @@ pub(crate) fn build(dir: &Path) -> Result<Vec<Map<String, Value>>, RenderError> 
             local.is_none_or(|v| scalar_text(Some(v)) == "false")
         })
         .collect();
-    let resources = match kustomization.sort_order {
+    let resources = match &kustomization.sort_order {
         SortOrder::Legacy => order::legacy_sort(resources),
+        SortOrder::LegacyCustom { first, last } => order::legacy_sort_with(resources, first, last),
         SortOrder::Fifo => resources,
     };
-    resources.into_iter().map(finalize).collect()
+    let wants = |option: &str| build_metadata.iter().any(|o| o == option);
+    let (origins, transformations) = (wants("originAnnotations"), wants("transformerAnnotations"));
+    let managed_by = wants("managedByLabel");
+    resources
+        .into_iter()
+        .map(|mut r| {
+            let mut extra = Vec::new();
+            if origins && let Some(o) = &r.origin {
+                extra.push((ORIGIN_ANNOTATION, yaml_text(&o.to_value())));
+            }
+            if transformations && !r.transformations.is_empty() {
+                let list = r.transformations.iter().map(Origin::to_value).collect();
+                extra.push((TRANSFORMATIONS_ANNOTATION, yaml_text(&Value::Array(list))));
+            }
+            if managed_by {
+                add_managed_by_label(&mut r)?;
+            }
+            finalize(r, extra)
+        })
+        .collect()
+}
+
+/// The annotation of an object's origin (`buildMetadata: [originAnnotations]`).
+const ORIGIN_ANNOTATION: &str = "config.kubernetes.io/origin";
+/// The annotation listing the transformers run (`buildMetadata: [transformerAnnotations]`).
+const TRANSFORMATIONS_ANNOTATION: &str = "alpha.config.kubernetes.io/transformations";
+/// The label `buildMetadata: [managedByLabel]` adds, and its value in `kubectl kustomize`
+/// (whose kustomize has no release version: `kustomize-(devel)`).
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kustomize-(devel)");
+
+/// A value as kyaml's `Marshal` prints it.
+fn yaml_text(v: &Value) -> String {
+    let mut out = String::new();
+    yaml::Emitter::new(&mut out).document(v);
+    out
+}
+
+/// kustomize's `managedByLabel`: a `LabelTransformer` on `metadata/labels`.
+fn add_managed_by_label(r: &mut Resource) -> Result<(), RenderError> {
+    let describe = r.describe();
+    let source = r.source.as_ref().clone();
+    let md = r.metadata_mut();
+    let labels = md
+        .entry("labels")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if labels.is_null() {
+        *labels = Value::Object(Map::new());
+    }
+    match labels {
+        Value::Object(l) => {
+            l.insert(MANAGED_BY.0.into(), Value::String(MANAGED_BY.1.into()));
+            Ok(())
+        }
+        _ => Err(RenderError::InvalidObject {
+            file: source,
+            object: describe,
+            field: "metadata.labels".into(),
+            message: "cannot add the managed-by label: the field is not a mapping".into(),
+        }),
+    }
+}
+
+/// The origin of the builtin generator or transformer `kind` configured by `k` (with
+/// `buildMetadata`).
+fn builtin_origin(k: &Kustomization, loader: &Loader, kind: &str) -> Option<Origin> {
+    let o = loader.origin.as_deref()?;
+    let name = k
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Some(Origin::builtin(join_clean(o, &name), kind))
 }
 
 /// kustomize's `accumulateTarget` for one kustomization.
 fn accumulate(k: &Kustomization, loader: &Loader) -> Result<ResMap, RenderError> {
-    let mut m = accumulate_resources(&k.resources, k, loader)?;
+    accumulate_into(ResMap::default(), k, loader)
+}
+
+/// kustomize's `accumulateTarget` on the map `m`: empty for a kustomization, the accumulated
+/// resources of the including kustomization for a component (whose resources, generators and
+/// transformers then apply to those too).
+fn accumulate_into(
+    mut m: ResMap,
+    k: &Kustomization,
+    loader: &Loader,
+) -> Result<ResMap, RenderError> {
+    // A component's includer may have renamed objects since its last append.
+    m.reindex();
+    accumulate_resources(&mut m, &k.resources, k, loader)?;
     let config = load_configurations(k, loader)?;
     m.config
         .merge(&config)
         .map_err(|e| RenderError::field(&k.file, "configurations", e))?;
-    for r in generator::generate(k, loader)? {
-        m.append(r)?;
+    let crd_config = crds::load(k, loader)?;
+    m.config
+        .merge(&crd_config)
+        .map_err(|e| RenderError::field(&k.file, "crds", e))?;
+    for mut r in generator::generate(k, loader)? {
+        if r.origin.is_none() {
+            r.origin = builtin_origin(k, loader, &format!("{}Generator", r.kind()));
+        }
+        m.absorb(r, &k.file)?;
     }
+    run_generators(k, loader, &mut m)?;
+    for (i, rel) in k.components.iter().enumerate() {
+        m = accumulate_component(m, rel, i, k, loader)?;
+    }
+    let mut note = |m: &mut ResMap, kind: &str| {
+        if let Some(o) = builtin_origin(k, loader, kind) {
+            m.note_transformer(&o);
+        }
+    };
     if !k.patches_strategic_merge.is_empty() {
         patch::apply_strategic_merge(&mut m, &k.patches_strategic_merge, loader, &k.file)?;
+        note(&mut m, "PatchStrategicMergeTransformer");
     }
     for p in &k.patches {
         patch::apply_patch(&mut m, p, loader, &k.file)?;
+        note(&mut m, "PatchTransformer");
     }
     if !k.namespace.is_empty() {
         transform::namespace::apply(&mut m, &k.namespace)?;
+        note(&mut m, "NamespaceTransformer");
     }
-    transform::builtin::names_and_metadata(k, &mut m)?;
+    transform::builtin::names_and_metadata(k, &mut m, &mut note)?;
     for p in &k.patches_json6902 {
         patch::apply_json6902(&mut m, p, loader, &k.file)?;
+        note(&mut m, "PatchJson6902Transformer");
     }
-    transform::builtin::replicas_and_images(k, &mut m)?;
+    transform::builtin::replicas_and_images(k, &mut m, &mut note)?;
     // -- replacements go here.
     run_transformers(k, loader, &mut m)?;
     Ok(m)
+}
+
+/// kustomize's `accumulateComponents` for the entry `rel` (`components[i]`): the folder must
+/// hold a `kind: Component`, which is accumulated onto `m`.
+fn accumulate_component(
+    m: ResMap,
+    rel: &str,
+    i: usize,
+    k: &Kustomization,
+    loader: &Loader,
+) -> Result<ResMap, RenderError> {
+    let joined = loader.root.join(rel);
+    if !joined.is_dir() {
+        // kustomize's loader accepts only folders here.
+        loader.resolve(rel, &k.file)?;
+        return Err(RenderError::field(
+            &k.file,
+            format!("components[{i}]"),
+            format!("'{}' must be a directory (a component)", joined.display()),
+        ));
+    }
+    let child = loader.child(rel, &k.file, joined)?;
+    let file =
+        find_kustomization(&child.root)?.ok_or_else(|| RenderError::MissingKustomization {
+            dir: child.root.clone(),
+        })?;
+    let sub = Kustomization::load(&file)?;
+    if !sub.is_component {
+        return Err(RenderError::field(
+            &k.file,
+            format!("components[{i}]"),
+            format!(
+                "expected kind 'Component' for path '{}' but got 'Kustomization'",
+                child.root.display()
+            ),
+        ));
+    }
+    accumulate_into(m, &sub, &child)
 }
 
 /// kustomize's `MakeTransformerConfig`: the defaults merged with the `configurations` files.
@@ -148,14 +299,15 @@ fn load_configurations(
     Ok(config)
 }
 
-/// kustomize's `accumulateResources`: each entry is a file of manifests or a base folder.
+/// kustomize's `accumulateResources`: each entry is a file of manifests or a base folder,
+/// appended to `m`.
 fn accumulate_resources(
+    m: &mut ResMap,
     paths: &[String],
     k: &Kustomization,
     loader: &Loader,
-) -> Result<ResMap, RenderError> {
-    let mut m = ResMap::default();
-    for rel in paths {
+) -> Result<(), RenderError> {
+    for (i, rel) in paths.iter().enumerate() {
         let joined = loader.root.join(rel);
         if joined.is_dir() {
             let child = loader.child(rel, &k.file, joined)?;
@@ -165,6 +317,17 @@ fn accumulate_resources(
                 }
             })?;
             let sub = Kustomization::load(&file)?;
+            if sub.is_component {
+                return Err(RenderError::field(
+                    &k.file,
+                    format!("resources[{i}]"),
+                    format!(
+                        "expected kind != 'Component' for path '{}' (list components under \
+                         `components`)",
+                        child.root.display()
+                    ),
+                ));
+            }
             let sub_m = accumulate(&sub, &child)?;
             m.config
                 .merge(&sub_m.config)
@@ -174,32 +337,101 @@ fn accumulate_resources(
             let (path, bytes) = loader.read(rel, &k.file)?;
             let source = Arc::new(path);
             for obj in objects_from_bytes(&bytes, &source)? {
-                m.append(Resource::new(obj, source.clone()))?;
+                let mut r = Resource::new(obj, source.clone());
+                r.origin = loader.origin.as_deref().map(|o| Origin {
+                    path: join_clean(o, rel),
+                    ..Origin::default()
+                });
+                m.append(r)?;
             }
         }
     }
-    Ok(m)
+    Ok(())
 }
 
-/// Loads the configurations listed under `transformers:` (inline YAML, files or folders) and
-/// applies them: the inline ones in order, then those of files and folders in order.
-fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Result<(), RenderError> {
-    // kustomize takes the inline configurations first, then loads the files and folders.
-    let mut configs: Vec<(Map<String, Value>, PathBuf)> = Vec::new();
+/// A plugin configuration object, the file it was read from and (with `buildMetadata`) the
+/// origin of the generator or transformer it configures (kustomize's `OriginFromCustomPlugin`).
+type PluginConfig = (Map<String, Value>, PathBuf, Option<Origin>);
+
+/// kustomize's `OriginFromCustomPlugin`: configured in the config's file, by the config.
+fn plugin_origin(obj: &Map<String, Value>, path: Option<String>) -> Option<Origin> {
+    let md = obj.get("metadata");
+    let text = |k: &str| scalar_text(md.and_then(|m| m.get(k)));
+    Some(Origin {
+        path: String::new(),
+        configured_in: path?,
+        configured_by: [
+            scalar_text(obj.get("apiVersion")),
+            scalar_text(obj.get("kind")),
+            text("name"),
+            text("namespace"),
+        ],
+    })
+}
+
+/// Loads plugin configurations (entries of `generators:` or `transformers:`: inline YAML, files
+/// or folders) as kustomize does: the inline ones in order, then those of files and folders.
+fn load_plugin_configs(
+    entries: &[String],
+    k: &Kustomization,
+    loader: &Loader,
+) -> Result<Vec<PluginConfig>, RenderError> {
+    let mut configs: Vec<PluginConfig> = Vec::new();
     let (inline, paths): (Vec<&String>, Vec<&String>) =
-        k.transformers.iter().partition(|e| e.contains('\n'));
+        entries.iter().partition(|e| e.contains('\n'));
+    let kfile_origin = builtin_origin(k, loader, "").map(|o| o.configured_in);
     for entry in inline {
         for obj in objects_from_bytes(entry.as_bytes(), &k.file)? {
-            configs.push((obj, k.file.clone()));
+            let origin = plugin_origin(&obj, kfile_origin.clone());
+            configs.push((obj, k.file.clone(), origin));
         }
     }
     for entry in paths {
-        let loaded = accumulate_resources(std::slice::from_ref(entry), k, loader)?;
+        let mut loaded = ResMap::default();
+        accumulate_resources(&mut loaded, std::slice::from_ref(entry), k, loader)?;
         for r in loaded.resources {
-            configs.push((r.obj, r.source.as_ref().clone()));
+            let origin = plugin_origin(&r.obj, r.origin.map(|o| o.path));
+            configs.push((r.obj, r.source.as_ref().clone(), origin));
         }
     }
-    for (obj, file) in configs {
+    Ok(configs)
+}
+
+/// Runs the generators configured under `generators:` (builtin `ConfigMapGenerator` and
+/// `SecretGenerator`), absorbing their objects as those of `configMapGenerator` are.
+fn run_generators(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Result<(), RenderError> {
+    for (obj, file, origin) in load_plugin_configs(&k.generators, k, loader)? {
+        let api_version = scalar_text(obj.get("apiVersion"));
+        let kind = scalar_text(obj.get("kind"));
+        if api_version != "builtin" {
+            return Err(RenderError::unsupported(
+                &file,
+                format!(
+                    "generators: {api_version} {kind} (generator plugins; kubectl kustomize \
+                     refuses them too: external plugins disabled)"
+                ),
+            ));
+        }
+        match kind.as_str() {
+            "ConfigMapGenerator" | "SecretGenerator" => {
+                let mut r = generator::generate_from_config(&obj, &file, &kind, k, loader)?;
+                r.origin = origin;
+                m.absorb(r, &file)?;
+            }
+            other => {
+                return Err(RenderError::unsupported(
+                    &file,
+                    format!("generators: builtin {other}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads the configurations listed under `transformers:` and applies them in order.
+fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Result<(), RenderError> {
+    for (obj, file, origin) in load_plugin_configs(&k.transformers, k, loader)? {
         let api_version = scalar_text(obj.get("apiVersion"));
         let kind = scalar_text(obj.get("kind"));
         if api_version != "builtin" {
@@ -241,6 +473,9 @@ fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Resul
                 ));
             }
         }
+        if let Some(o) = &origin {
+            m.note_transformer(o);
+        }
     }
     Ok(())
 }
@@ -258,7 +493,9 @@ fn annotation_text(v: &Value) -> String {
 /// `map[string]string`, stripped of kustomize's build annotations and written back (keys typed
 /// again as plain scalars, values as strings, an empty map removed), and keys are put in
 /// yaml.v2's order.
-fn finalize(r: Resource) -> Result<Map<String, Value>, RenderError> {
+/// `extra` annotations (kustomize's origin and transformations annotations) are added after
+/// the build annotations are removed.
+fn finalize(r: Resource, extra: Vec<(&str, String)>) -> Result<Map<String, Value>, RenderError> {
     let source = r.source.clone();
     let describe = r.describe();
     let mut obj = r.obj;
@@ -290,6 +527,16 @@ fn finalize(r: Resource) -> Result<Map<String, Value>, RenderError> {
         };
         if !keep {
             md.remove("annotations");
+        }
+        if !extra.is_empty() {
+            let a = md
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(a) = a {
+                for (k, v) in extra {
+                    a.insert(k.into(), Value::String(v));
+                }
+            }
         }
     }
     let mut v = Value::Object(obj);

@@ -79,7 +79,7 @@ fn id_string(id: &ResId) -> String {
     )
 }
 
-fn compare(a: &ResId, b: &ResId) -> Ordering {
+fn compare(a: &ResId, b: &ResId, rank: &dyn Fn(&str) -> i64) -> Ordering {
     let same_gvk = a.group == b.group && a.version == b.version && a.kind == b.kind;
     if !same_gvk {
         let (ra, rb) = (rank(&a.kind), rank(&b.kind));
@@ -103,6 +103,27 @@ pub(crate) fn legacy_sort(resources: Vec<Resource>) -> Vec<Resource> {
     let mut keyed: Vec<(ResId, Resource)> =
         resources.into_iter().map(|r| (r.cur_id(), r)).collect();
     // Current ids are unique, so the order is total (kustomize's unstable sort gives the same).
-    keyed.sort_by(|(a, _), (b, _)| compare(a, b));
+    keyed.sort_by(|(a, _), (b, _)| compare(a, b, &rank));
+    keyed.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Sorts resources in the legacy order with the kinds of `first` placed first and those of
+/// `last` placed last (`sortOptions.legacySortOptions`; a kind in both lists counts as last).
+pub(crate) fn legacy_sort_with(
+    resources: Vec<Resource>,
+    first: &[String],
+    last: &[String],
+) -> Vec<Resource> {
+    let mut orders = std::collections::HashMap::new();
+    for (i, k) in first.iter().enumerate() {
+        orders.insert(k.as_str(), i as i64 - first.len() as i64);
+    }
+    for (i, k) in last.iter().enumerate() {
+        orders.insert(k.as_str(), 1 + i as i64);
+    }
+    let rank = |kind: &str| orders.get(kind).copied().unwrap_or(0);
+    let mut keyed: Vec<(ResId, Resource)> =
+        resources.into_iter().map(|r| (r.cur_id(), r)).collect();
+    keyed.sort_by(|(a, _), (b, _)| compare(a, b, &rank));
     keyed.into_iter().map(|(_, r)| r).collect()
 }

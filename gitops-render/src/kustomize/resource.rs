@@ -95,6 +95,56 @@ pub(crate) fn scalar_text(v: Option<&Value>) -> String {
     }
 }
 
+/// Where an object or a transformation comes from (kustomize's `resource.Origin`), tracked
+/// with `buildMetadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Origin {
+    /// The manifest file, from the top kustomization's folder.
+    pub path: String,
+    /// The kustomization or configuration file of the generator or transformer.
+    pub configured_in: String,
+    /// The generator or transformer: apiVersion, kind, name, namespace.
+    pub configured_by: [String; 4],
+}
+
+impl Origin {
+    /// The origin of a builtin generator or transformer configured by a kustomization field.
+    pub(crate) fn builtin(configured_in: String, kind: &str) -> Self {
+        Origin {
+            path: String::new(),
+            configured_in,
+            configured_by: ["builtin".into(), kind.into(), String::new(), String::new()],
+        }
+    }
+
+    /// The value kustomize marshals (fields in its struct's order, empty ones left out).
+    pub(crate) fn to_value(&self) -> Value {
+        let mut m = Map::new();
+        if !self.path.is_empty() {
+            m.insert("path".into(), Value::String(self.path.clone()));
+        }
+        if !self.configured_in.is_empty() {
+            m.insert(
+                "configuredIn".into(),
+                Value::String(self.configured_in.clone()),
+            );
+        }
+        let mut by = Map::new();
+        for (k, v) in ["apiVersion", "kind", "name", "namespace"]
+            .iter()
+            .zip(&self.configured_by)
+        {
+            if !v.is_empty() {
+                by.insert((*k).into(), Value::String(v.clone()));
+            }
+        }
+        if !by.is_empty() {
+            m.insert("configuredBy".into(), Value::Object(by));
+        }
+        Value::Object(m)
+    }
+}
+
 /// One object being built, with what kustomize tracks about it in build annotations.
 #[derive(Debug, Clone)]
 pub(crate) struct Resource {
@@ -112,6 +162,11 @@ pub(crate) struct Resource {
     pub prefixes: Vec<String>,
     /// Name suffixes added, innermost first (`internal.config.kubernetes.io/suffixes`).
     pub suffixes: Vec<String>,
+    /// With `buildMetadata`: where it comes from (`config.kubernetes.io/origin`).
+    pub origin: Option<Origin>,
+    /// With `buildMetadata`: the transformers run on it, in order
+    /// (`alpha.config.kubernetes.io/transformations`).
+    pub transformations: Vec<Origin>,
 }
 
 impl Resource {
@@ -125,6 +180,8 @@ impl Resource {
             source,
             prefixes: Vec::new(),
             suffixes: Vec::new(),
+            origin: None,
+            transformations: Vec::new(),
         }
     }
 
@@ -208,9 +265,70 @@ impl Resource {
         f(&self.cur_id()) || self.prev_ids.iter().any(f)
     }
 
+    /// kustomize's `CopyMergeMetaDataFieldsFrom`: labels and annotations of `old` merged under
+    /// this object's, the name, namespace and build metadata of `old` (the hash suffix only
+    /// when both want it).
+    pub(crate) fn copy_merge_metadata_from(&mut self, old: &Resource) {
+        for field in ["labels", "annotations"] {
+            let old_md = old.obj.get("metadata").cloned().unwrap_or(Value::Null);
+            let md = self.metadata_mut();
+            let mut merged = string_map(old_md.get(field));
+            merged.extend(string_map(md.get(field)));
+            if merged.is_empty() {
+                md.remove(field);
+            } else {
+                let m = merged.into_iter().map(|(k, v)| (k, Value::String(v)));
+                md.insert(field.into(), Value::Object(m.collect()));
+            }
+        }
+        let (name, namespace) = (old.name(), old.namespace());
+        let md = self.metadata_mut();
+        md.insert("name".into(), Value::String(name));
+        if namespace.is_empty() {
+            md.remove("namespace");
+        } else {
+            md.insert("namespace".into(), Value::String(namespace));
+        }
+        self.prev_ids = old.prev_ids.clone();
+        self.prefixes = old.prefixes.clone();
+        self.suffixes = old.suffixes.clone();
+        self.needs_hash = self.needs_hash && old.needs_hash;
+        self.behavior = old.behavior.clone();
+        if self.origin.is_none() {
+            self.origin = old.origin.clone();
+        }
+        if self.transformations.is_empty() {
+            self.transformations = old.transformations.clone();
+        }
+    }
+
     /// `Kind/namespace/name` for messages.
     pub(crate) fn describe(&self) -> String {
         self.cur_id().to_string()
+    }
+}
+
+/// A field read as kustomize's `map[string]string` (values as `GetValue` reads them).
+fn string_map(v: Option<&Value>) -> std::collections::BTreeMap<String, String> {
+    match v {
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), scalar_text(Some(v))))
+            .collect(),
+        _ => Default::default(),
+    }
+}
+
+/// kustomize's `MergeDataMapFrom`: the string map `field` of `old` merged under that of `obj`
+/// (an empty result removes the field).
+fn merge_string_map(obj: &mut Map<String, Value>, old: &Map<String, Value>, field: &str) {
+    let mut merged = string_map(old.get(field));
+    merged.extend(string_map(obj.get(field)));
+    if merged.is_empty() {
+        obj.remove(field);
+    } else {
+        let m = merged.into_iter().map(|(k, v)| (k, Value::String(v)));
+        obj.insert(field.into(), Value::Object(m.collect()));
     }
 }
 
@@ -349,6 +467,88 @@ impl ResMap {
                 e.insert(self.resources.len());
                 self.resources.push(r);
                 Ok(())
+            }
+        }
+    }
+
+    /// Rebuilds the index of current ids (after transformers renamed objects).
+    pub(crate) fn reindex(&mut self) {
+        self.index = self
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.cur_id().key(), i))
+            .collect();
+    }
+
+    /// kustomize's `appendReplaceOrMerge` for a generated object: appended when no object has
+    /// its id (as current or previous id); with `behavior: merge` or `replace`, it takes the
+    /// place of the one object that has, keeping that object's name, namespace and build
+    /// metadata, merging its labels and annotations under its own (and, for `merge`, its
+    /// `data` and `binaryData`).
+    pub(crate) fn absorb(&mut self, mut r: Resource, kfile: &Path) -> Result<(), RenderError> {
+        let id = r.cur_id();
+        let key = id.key();
+        let matches: Vec<usize> = (0..self.resources.len())
+            .filter(|&i| self.resources[i].any_id(|x| x.key() == key))
+            .collect();
+        let behavior = r.behavior.clone().unwrap_or_default();
+        let err = |message: String| RenderError::InvalidObject {
+            file: kfile.to_path_buf(),
+            object: id.to_string(),
+            field: "behavior".into(),
+            message,
+        };
+        match matches.as_slice() {
+            [] => {
+                if matches!(behavior.as_str(), "merge" | "replace") {
+                    return Err(err(format!(
+                        "behavior: {behavior}: the object does not exist; cannot merge or \
+                         replace"
+                    )));
+                }
+                self.append(r)
+            }
+            [i] => {
+                let old = &self.resources[*i];
+                match behavior.as_str() {
+                    "replace" => r.copy_merge_metadata_from(old),
+                    "merge" => {
+                        // The object merged into keeps its origin.
+                        let origin = old.origin.clone();
+                        r.copy_merge_metadata_from(old);
+                        if origin.is_some() {
+                            r.origin = origin;
+                        }
+                        for field in ["data", "binaryData"] {
+                            merge_string_map(&mut r.obj, &old.obj, field);
+                        }
+                    }
+                    _ => {
+                        return Err(err(format!(
+                            "the object exists (from {}); behavior must be merge or replace",
+                            old.source.display()
+                        )));
+                    }
+                }
+                self.resources[*i] = r;
+                self.reindex();
+                Ok(())
+            }
+            _ => Err(err(
+                "found multiple objects that could accept the merge".into()
+            )),
+        }
+    }
+
+    /// kustomize's `AddTransformerAnnotation`: records that the transformer of `origin` ran
+    /// on every object (as the origin of those that have none).
+    pub(crate) fn note_transformer(&mut self, origin: &Origin) {
+        for r in &mut self.resources {
+            if r.origin.is_none() {
+                r.origin = Some(origin.clone());
+            } else {
+                r.transformations.push(origin.clone());
             }
         }
     }

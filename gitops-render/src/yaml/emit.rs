@@ -57,7 +57,6 @@ impl<'o> Emitter<'o> {
     }
 
     /// Writes `value` as one document, as `yaml.Marshal` does (no `---`, final line break).
-    #[cfg(test)]
     pub(crate) fn document(&mut self, value: &Value) {
         self.column = 0;
         self.indent = -1;

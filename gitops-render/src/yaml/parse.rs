@@ -478,6 +478,10 @@ fn parse_first(text: &str, base_line: usize, v2: bool) -> Result<Option<Value>, 
         line: base_line,
     };
     let mut in_document = false;
+    // Where a block scalar would end if its last line has no line break (the file's end).
+    let trimmed = text.trim_end_matches([' ', '\t']);
+    let unterminated_end =
+        (!trimmed.is_empty() && !trimmed.ends_with('\n')).then(|| trimmed.chars().count());
     for item in Parser::new_from_str(text) {
         let (ev, span) = item.map_err(|e| {
             YamlError::new(base_line + e.marker().line().saturating_sub(1), e.info())
@@ -492,6 +496,15 @@ fn parse_first(text: &str, base_line: usize, v2: bool) -> Result<Option<Value>, 
             }
             Event::StreamEnd => break,
             Event::StreamStart | Event::Nothing => {}
+            // A block scalar whose last line ends the file without a line break has no final
+            // line break (yaml.v3), where saphyr adds one.
+            Event::Scalar(s, style @ (ScalarStyle::Literal | ScalarStyle::Folded), anchor, tag)
+                if unterminated_end.is_some_and(|end| span.end.index() >= end)
+                    && s.ends_with('\n') =>
+            {
+                let kept = s[..s.len() - 1].to_owned();
+                b.event(Event::Scalar(Cow::Owned(kept), style, anchor, tag))?
+            }
             ev => b.event(ev)?,
         }
     }
@@ -502,6 +515,18 @@ fn parse_first(text: &str, base_line: usize, v2: bool) -> Result<Option<Value>, 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn block_scalars_at_the_end_without_a_line_break() {
+        let v = parse_first_document("a: |\n  x\n  y").unwrap().unwrap();
+        assert_eq!(v, json!({"a": "x\ny"}));
+        let v = parse_first_document("a: |\n  x\n  y\n").unwrap().unwrap();
+        assert_eq!(v, json!({"a": "x\ny\n"}));
+        let v = parse_first_document("a: |\n  x\nb: c").unwrap().unwrap();
+        assert_eq!(v, json!({"a": "x\n", "b": "c"}));
+        let v = parse_first_document("a: >\n  x\n  y").unwrap().unwrap();
+        assert_eq!(v, json!({"a": "x y"}));
+    }
 
     #[test]
     fn documents_are_split_as_kyaml_does() {
