@@ -25,6 +25,16 @@ pub enum RenderError {
         /// The path it resolves to.
         path: PathBuf,
     },
+    /// A file is larger than the renderer reads ([`crate::MAX_FILE_BYTES`]).
+    #[error("{file}: {size} bytes, more than the {limit} bytes a file may have")]
+    TooLarge {
+        /// The file.
+        file: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The cap in bytes.
+        limit: u64,
+    },
     /// A file is not valid YAML (or holds a value kustomize cannot convert to JSON).
     #[error("{file}:{line}: malformed YAML: {message}")]
     Yaml {

@@ -41,6 +41,10 @@ mod yaml;
 
 pub use error::RenderError;
 
+/// The largest file the renderer reads, in bytes (32 MiB): a kustomization, manifest, patch or
+/// generator source over this fails with [`RenderError::TooLarge`] instead of exhausting memory.
+pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Entry points for the fuzz targets in `gitops-render/fuzz` (feature `fuzzing`).
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing {

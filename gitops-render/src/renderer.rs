@@ -28,6 +28,14 @@ impl KustomizeRenderer {
         Ok(objects.into_iter().map(Object::from_map).collect())
     }
 
+    /// [`KustomizeRenderer::build`], refusing bases outside `root` (the artifact's root, as
+    /// Flux's kustomize-controller builds on a file system rooted there): a base named
+    /// `../../../etc` fails with [`RenderError::Restricted`] naming the kustomization.
+    pub fn build_within(&self, root: &Path, dir: &Path) -> Result<Vec<Object>, RenderError> {
+        let objects = kustomize::build_within(root, dir)?;
+        Ok(objects.into_iter().map(Object::from_map).collect())
+    }
+
     /// Builds `dir` into the YAML stream `kubectl kustomize dir` prints, byte for byte.
     pub fn build_yaml(&self, dir: &Path) -> Result<String, RenderError> {
         let objects = kustomize::build(dir)?;
@@ -38,5 +46,9 @@ impl KustomizeRenderer {
 impl gitops_core::Renderer for KustomizeRenderer {
     fn render(&self, dir: &Path) -> Result<Vec<Object>, gitops_core::Error> {
         self.build(dir).map_err(Into::into)
+    }
+
+    fn render_in(&self, root: &Path, dir: &Path) -> Result<Vec<Object>, gitops_core::Error> {
+        self.build_within(root, dir).map_err(Into::into)
     }
 }

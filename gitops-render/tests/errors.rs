@@ -310,3 +310,53 @@ fn bad_builtin_transformer_configs_name_file_and_field() {
         );
     }
 }
+
+/// Bases may not leave the artifact root (Flux builds on a file system rooted there), even
+/// through a symlink; files over the size cap are refused before they are read.
+#[test]
+fn bases_outside_the_artifact_root_and_huge_files_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    let artifact = tmp.path().join("artifact");
+    write(&outside, "kustomization.yaml", "resources: [cm.yaml]\n");
+    write(
+        &outside,
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: secret-ish}\n",
+    );
+    let app = artifact.join("apps/web");
+    write(
+        &app,
+        "kustomization.yaml",
+        "resources:\n- ../../../outside\n",
+    );
+    let renderer = KustomizeRenderer::new();
+    // kubectl kustomize itself allows it: so does the plain build.
+    assert_eq!(renderer.build(&app).unwrap().len(), 1);
+    let err = renderer.build_within(&artifact, &app).unwrap_err();
+    assert!(
+        matches!(&err, RenderError::Restricted { path, .. } if path == "../../../outside"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("outside the artifact root"),
+        "{err}"
+    );
+    // The pipeline's entry point applies the same rule.
+    assert!(renderer.render_in(&artifact, &app).is_err());
+
+    #[cfg(unix)]
+    {
+        write(&app, "kustomization.yaml", "resources:\n- linked\n");
+        std::os::unix::fs::symlink(&outside, app.join("linked")).unwrap();
+        let err = renderer.build_within(&artifact, &app).unwrap_err();
+        assert!(matches!(err, RenderError::Restricted { .. }), "{err}");
+    }
+
+    write(&app, "kustomization.yaml", "resources:\n- big.yaml\n");
+    let big = std::fs::File::create(app.join("big.yaml")).unwrap();
+    big.set_len(gitops_render::MAX_FILE_BYTES + 1).unwrap();
+    let err = renderer.build_within(&artifact, &app).unwrap_err();
+    assert!(matches!(err, RenderError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("big.yaml"), "{err}");
+}

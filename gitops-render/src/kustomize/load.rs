@@ -501,6 +501,7 @@ fn int64(f: &Fields<'_>, field: &str, v: &Value) -> Result<i64, RenderError> {
 impl Kustomization {
     /// Reads and decodes a kustomization file.
     pub(crate) fn load(file: &Path) -> Result<Self, RenderError> {
+        check_size(file)?;
         let text = std::fs::read_to_string(file).map_err(|e| RenderError::io(file, e))?;
         let value =
             yaml::parse_kustomization_document(&text).map_err(|e| RenderError::yaml(file, e))?;
@@ -745,6 +746,23 @@ pub(crate) struct Loader {
     /// With `buildMetadata`, the folder's path from the top kustomization's folder as kustomize
     /// tracks origins (the entries joined and cleaned lexically, `""` at the top).
     pub origin: Option<String>,
+    /// The folder no base may leave (the artifact's root), symlinks resolved.
+    boundary: Option<std::sync::Arc<PathBuf>>,
+}
+
+/// Fails when `file` is larger than [`crate::MAX_FILE_BYTES`].
+pub(crate) fn check_size(file: &Path) -> Result<(), RenderError> {
+    let size = std::fs::metadata(file)
+        .map_err(|e| RenderError::io(file, e))?
+        .len();
+    if size > crate::MAX_FILE_BYTES {
+        return Err(RenderError::TooLarge {
+            file: file.to_path_buf(),
+            size,
+            limit: crate::MAX_FILE_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Go's `filepath.Join`: the non-empty elements joined with `/` and cleaned lexically.
@@ -796,7 +814,25 @@ impl Loader {
             root,
             ancestors: Vec::new(),
             origin: None,
+            boundary: None,
         })
+    }
+
+    /// A loader at `dir` whose bases must all stay inside `boundary` (the artifact's root).
+    pub(crate) fn new_within(boundary: &Path, dir: &Path) -> Result<Self, RenderError> {
+        let mut loader = Loader::new(dir)?;
+        let boundary = boundary
+            .canonicalize()
+            .map_err(|e| RenderError::io(boundary, e))?;
+        if !loader.root.starts_with(&boundary) {
+            return Err(RenderError::Restricted {
+                file: loader.root.clone(),
+                path: dir.display().to_string(),
+                message: format!("the folder is not inside the root '{}'", boundary.display()),
+            });
+        }
+        loader.boundary = Some(std::sync::Arc::new(boundary));
+        Ok(loader)
     }
 
     /// The loader of a base folder `rel` named in `kfile`.
@@ -822,6 +858,19 @@ impl Loader {
                 });
             }
         }
+        if let Some(boundary) = &self.boundary
+            && !root.starts_with(boundary.as_path())
+        {
+            return Err(RenderError::Restricted {
+                file: kfile.to_path_buf(),
+                path: rel.to_owned(),
+                message: format!(
+                    "'{}' is outside the artifact root '{}'",
+                    root.display(),
+                    boundary.display()
+                ),
+            });
+        }
         let mut ancestors = self.ancestors.clone();
         ancestors.push(self.root.clone());
         let origin = self.origin.as_deref().map(|o| join_clean(o, rel));
@@ -829,6 +878,7 @@ impl Loader {
             root,
             ancestors,
             origin,
+            boundary: self.boundary.clone(),
         })
     }
 
@@ -870,6 +920,7 @@ impl Loader {
     /// Reads the file `rel` named in `kfile`.
     pub(crate) fn read(&self, rel: &str, kfile: &Path) -> Result<(PathBuf, Vec<u8>), RenderError> {
         let path = self.resolve(rel, kfile)?;
+        check_size(&path)?;
         let bytes = std::fs::read(&path).map_err(|e| RenderError::io(&path, e))?;
         Ok((path, bytes))
     }

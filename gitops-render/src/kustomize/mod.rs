@@ -66,7 +66,19 @@ const BUILD_ANNOTATIONS: &[&str] = &[
 /// Builds the folder `dir`: its kustomization, or (without one) the kustomization Flux's
 /// kustomize-controller generates. Returns the objects in output order, keys sorted.
 pub(crate) fn build(dir: &Path) -> Result<Vec<Map<String, Value>>, RenderError> {
-    let mut loader = Loader::new(dir)?;
+    build_with(Loader::new(dir)?)
+}
+
+/// [`build`], with every base inside `root` (the artifact's root).
+pub(crate) fn build_within(
+    root: &Path,
+    dir: &Path,
+) -> Result<Vec<Map<String, Value>>, RenderError> {
+    build_with(Loader::new_within(root, dir)?)
+}
+
+fn build_with(loader: Loader) -> Result<Vec<Map<String, Value>>, RenderError> {
+    let mut loader = loader;
     let kustomization = match find_kustomization(&loader.root)? {
         Some(file) => Kustomization::load(&file)?,
         None => crate::plain::generated_kustomization(&loader.root)?,
