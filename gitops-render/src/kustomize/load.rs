@@ -35,7 +35,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "helmCharts",
     "helmGlobals",
     "openapi",
-    "replacements",
     "validators",
     "vars",
 ];
@@ -166,6 +165,8 @@ pub(crate) struct Kustomization {
     pub patches: Vec<super::patch::PatchArgs>,
     /// `patchesJson6902`.
     pub patches_json6902: Vec<super::patch::PatchArgs>,
+    /// `replacements`.
+    pub replacements: Vec<super::transform::replacement::ReplacementEntry>,
 }
 
 /// One entry of `labels` (kustomize's `types.Label`).
@@ -498,6 +499,10 @@ impl Kustomization {
                 "patchesStrategicMerge" => k.patches_strategic_merge = f.strings(key, v)?,
                 "patches" => k.patches = super::patch::entries_from(v, file, key)?,
                 "patchesJson6902" => k.patches_json6902 = super::patch::entries_from(v, file, key)?,
+                "replacements" => {
+                    k.replacements =
+                        super::transform::replacement::entries_from(v, file, "replacements")?
+                }
                 other if UNSUPPORTED_FIELDS.contains(&other) => {
                     if !is_empty(v) {
                         return Err(RenderError::unsupported(file, other));

@@ -4,6 +4,7 @@
 //!    then its generators (`configMapGenerator`, `secretGenerator`), then run its transformers
 //!    (`patchesStrategicMerge`, `patches`, `namespace`, `namePrefix`/`nameSuffix`,
 //!    `labels`/`commonLabels`, `commonAnnotations`, `patchesJson6902`, `replicas`, `images`,
+//!    `replacements`,
 //!    then the configurations listed under `transformers:`), with the field specs of the
 //!    defaults, its `configurations` and those of its bases;
 //! 2. at the top only: add the content-hash suffix to generated names and rewrite the
@@ -120,7 +121,10 @@ fn accumulate(k: &Kustomization, loader: &Loader) -> Result<ResMap, RenderError>
         patch::apply_json6902(&mut m, p, loader, &k.file)?;
     }
     transform::builtin::replicas_and_images(k, &mut m)?;
-    // -- replacements go here.
+    if !k.replacements.is_empty() {
+        let list = transform::replacement::resolve_entries(&k.replacements, loader, &k.file)?;
+        transform::replacement::apply(&mut m, &list, &k.file)?;
+    }
     run_transformers(k, loader, &mut m)?;
     Ok(m)
 }
@@ -230,6 +234,14 @@ fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Resul
             "ReplicaCountTransformer" => {
                 let (args, specs) = transform::replicas::from_config(&obj, &file)?;
                 transform::replicas::apply(m, &args, &specs, &file)?;
+            }
+            "ReplacementTransformer" => {
+                let entries = match obj.get("replacements") {
+                    Some(v) => transform::replacement::entries_from(v, &file, "replacements")?,
+                    None => Vec::new(),
+                };
+                let list = transform::replacement::resolve_entries(&entries, loader, &file)?;
+                transform::replacement::apply(m, &list, &file)?;
             }
             "PatchTransformer" | "PatchStrategicMergeTransformer" | "PatchJson6902Transformer" => {
                 patch::run_builtin(&obj, &file, loader, m)?

@@ -6,7 +6,7 @@ mod analyze;
 mod emit;
 mod folded;
 mod parse;
-mod scalar;
+pub(crate) mod scalar;
 
 use std::cmp::Ordering;
 

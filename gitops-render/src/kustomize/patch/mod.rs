@@ -67,7 +67,7 @@ fn anchored(field: &str, file: &Path, re: &str) -> Result<Option<regex::Regex>, 
 }
 
 /// Parses a Kubernetes label selector (`a=b,c!=d,e in (f,g),!h`) and tests `labels`.
-fn selector_matches(
+pub(crate) fn selector_matches(
     sel: &str,
     labels: Option<&Value>,
     file: &Path,
