@@ -36,7 +36,6 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "helmGlobals",
     "openapi",
     "validators",
-    "vars",
 ];
 
 /// The file of a folder's kustomization, if it has one.
@@ -165,6 +164,8 @@ pub(crate) struct Kustomization {
     pub patches: Vec<super::patch::PatchArgs>,
     /// `patchesJson6902`.
     pub patches_json6902: Vec<super::patch::PatchArgs>,
+    /// `vars`.
+    pub vars: Vec<super::vars::Var>,
     /// `replacements`.
     pub replacements: Vec<super::transform::replacement::ReplacementEntry>,
 }
@@ -499,6 +500,7 @@ impl Kustomization {
                 "patchesStrategicMerge" => k.patches_strategic_merge = f.strings(key, v)?,
                 "patches" => k.patches = super::patch::entries_from(v, file, key)?,
                 "patchesJson6902" => k.patches_json6902 = super::patch::entries_from(v, file, key)?,
+                "vars" => k.vars = super::vars::vars_from(v, file, key)?,
                 "replacements" => {
                     k.replacements =
                         super::transform::replacement::entries_from(v, file, "replacements")?

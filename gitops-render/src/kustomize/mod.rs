@@ -19,6 +19,7 @@ pub(crate) mod order;
 pub(crate) mod patch;
 pub(crate) mod resource;
 pub(crate) mod transform;
+pub(crate) mod vars;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,6 +79,7 @@ pub(crate) fn build(dir: &Path) -> Result<Vec<Map<String, Value>>, RenderError> 
         }
     }
     transform::nameref::fix_references(&mut m)?;
+    vars::resolve(&mut m, &kustomization.file)?;
     // kustomize's `IgnoreLocal`: objects annotated as local configuration are not output.
     let resources: Vec<Resource> = m
         .resources
@@ -126,6 +128,7 @@ fn accumulate(k: &Kustomization, loader: &Loader) -> Result<ResMap, RenderError>
         transform::replacement::apply(&mut m, &list, &k.file)?;
     }
     run_transformers(k, loader, &mut m)?;
+    vars::merge_vars(&mut m, &k.vars, &k.file)?;
     Ok(m)
 }
 
@@ -169,11 +172,16 @@ fn accumulate_resources(
                 }
             })?;
             let sub = Kustomization::load(&file)?;
-            let sub_m = accumulate(&sub, &child)?;
+            let mut sub_m = accumulate(&sub, &child)?;
             m.config
                 .merge(&sub_m.config)
                 .map_err(|e| RenderError::field(&sub.file, "configurations", e))?;
+            let sub_vars = std::mem::take(&mut sub_m.vars);
             m.append_all(sub_m)?;
+            for v in sub_vars.into_values() {
+                vars::merge_one(&mut m.vars, v)
+                    .map_err(|e| RenderError::field(&sub.file, "vars", e))?;
+            }
         } else {
             let (path, bytes) = loader.read(rel, &k.file)?;
             let source = Arc::new(path);

@@ -112,6 +112,8 @@ pub(crate) struct Resource {
     pub prefixes: Vec<String>,
     /// Name suffixes added, innermost first (`internal.config.kubernetes.io/suffixes`).
     pub suffixes: Vec<String>,
+    /// The names of the `vars` whose `objref` is this object (kustomize's `refVarNames`).
+    pub ref_var_names: Vec<String>,
 }
 
 impl Resource {
@@ -125,6 +127,7 @@ impl Resource {
             source,
             prefixes: Vec::new(),
             suffixes: Vec::new(),
+            ref_var_names: Vec::new(),
         }
     }
 
@@ -332,6 +335,8 @@ pub(crate) struct ResMap {
     /// `ResAccumulator.tConfig`): the defaults and the `configurations` of the kustomization and
     /// its bases.
     pub config: TransformerConfig,
+    /// The `vars` declared by the kustomization and its bases, by name.
+    pub vars: std::collections::BTreeMap<String, super::vars::Var>,
 }
 
 impl ResMap {

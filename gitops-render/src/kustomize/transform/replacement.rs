@@ -191,7 +191,7 @@ fn options_from(file: &Path, field: &str, v: &Value) -> Result<Option<FieldOptio
     let mut o = FieldOptions::default();
     for (k, v) in m {
         let f = format!("{field}.{k}");
-        match k.as_str() {
+        match k.to_lowercase().as_str() {
             "delimiter" => o.delimiter = text(file, &f, v)?,
             "index" => {
                 o.index = super::super::load::int64_value(v).map_err(|e| err(file, &f, e))?;
@@ -231,13 +231,13 @@ fn source_from(file: &Path, field: &str, v: &Value) -> Result<Option<Source>, Re
     let mut s = Source::default();
     for (k, v) in m {
         let f = format!("{field}.{k}");
-        match k.as_str() {
+        match k.to_lowercase().as_str() {
             "group" => s.group = text(file, &f, v)?,
             "version" => s.version = text(file, &f, v)?,
             "kind" => s.kind = text(file, &f, v)?,
             "name" => s.name = text(file, &f, v)?,
             "namespace" => s.namespace = text(file, &f, v)?,
-            "fieldPath" => s.field_path = text(file, &f, v)?,
+            "fieldpath" => s.field_path = text(file, &f, v)?,
             "options" => s.options = options_from(file, &f, v)?,
             _ => return Err(err(file, &f, "unknown field")),
         }
@@ -258,7 +258,7 @@ fn targets_from(file: &Path, field: &str, v: &Value) -> Result<Option<Vec<Target
         if let Some(m) = mapping(file, &tf, item)? {
             for (k, v) in m {
                 let f = format!("{tf}.{k}");
-                match k.as_str() {
+                match k.to_lowercase().as_str() {
                     "select" if v.is_null() => {}
                     "select" => t.select = Some(selector_from(v, file, &f)?),
                     "reject" => match v {
@@ -272,7 +272,7 @@ fn targets_from(file: &Path, field: &str, v: &Value) -> Result<Option<Vec<Target
                         }
                         _ => return Err(err(file, &f, "expected a list")),
                     },
-                    "fieldPaths" => t.field_paths = strings(file, &f, v)?,
+                    "fieldpaths" => t.field_paths = strings(file, &f, v)?,
                     "options" => t.options = options_from(file, &f, v)?,
                     _ => return Err(err(file, &f, "unknown field")),
                 }
@@ -291,7 +291,7 @@ fn replacement_from(file: &Path, field: &str, v: &Value) -> Result<Replacement, 
     if let Some(m) = mapping(file, field, v)? {
         for (k, v) in m {
             let f = format!("{field}.{k}");
-            match k.as_str() {
+            match k.to_lowercase().as_str() {
                 "source" => r.source = source_from(file, &f, v)?,
                 "targets" => r.targets = targets_from(file, &f, v)?,
                 _ => return Err(err(file, &f, "unknown field")),
@@ -319,7 +319,7 @@ pub(crate) fn entries_from(
         let mut path = String::new();
         if let Some(m) = mapping(file, &f, item)? {
             for (k, v) in m {
-                if k == "path" {
+                if k.eq_ignore_ascii_case("path") {
                     path = text(file, &format!("{f}.path"), v)?;
                 } else {
                     inline.insert(k.clone(), v.clone());
