@@ -295,7 +295,10 @@ fn apply_sm_to(
     }
     if !deleted.is_empty() || args.allow_name_change || args.allow_kind_change || keep_gvk {
         let old = std::mem::take(&mut m.resources);
+        // The transformer configuration and vars accumulated so far stay with the map.
         let mut fresh = ResMap::default();
+        fresh.config = std::mem::take(&mut m.config);
+        fresh.vars = std::mem::take(&mut m.vars);
         for (i, r) in old.into_iter().enumerate() {
             if !deleted.contains(&i) {
                 fresh.append(r)?;
