@@ -185,8 +185,10 @@ fn accumulate_resources(
         } else {
             let (path, bytes) = loader.read(rel, &k.file)?;
             let source = Arc::new(path);
-            for obj in objects_from_bytes(&bytes, &source)? {
-                m.append(Resource::new(obj, source.clone()))?;
+            for (obj, empty_nulls) in resource::objects_with_empty_nulls(&bytes, &source)? {
+                let mut r = Resource::new(obj, source.clone());
+                r.empty_nulls = empty_nulls;
+                m.append(r)?;
             }
         }
     }

@@ -236,7 +236,9 @@ fn apply_sm(
         r.store_previous_id();
     }
     let describe = r.describe();
-    let obj = Value::Object(std::mem::take(&mut r.obj));
+    let mut obj = Value::Object(std::mem::take(&mut r.obj));
+    let empty_nulls = std::mem::take(&mut r.empty_nulls);
+    r.empty_nulls = smp::drop_empty_nulls(&mut obj, &empty_nulls);
     let merged = smp::merge(obj, Value::Object(patch.clone())).map_err(|e| {
         err(
             file,
