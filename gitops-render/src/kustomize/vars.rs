@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::resource::{ResId, ResMap, scalar_text};
 use super::transform::{FieldSpec, walk};
 use crate::error::RenderError;
+use crate::yaml::Seg;
 
 /// One var: its name, the object it reads and the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,11 +77,16 @@ fn err(file: &Path, field: &str, message: impl Into<String>) -> RenderError {
     RenderError::field(file, field, message)
 }
 
+/// A string field, decoded as Go's `encoding/json` does: other scalars are errors.
 fn text(file: &Path, field: &str, v: &Value) -> Result<String, RenderError> {
     match v {
         Value::Null => Ok(String::new()),
-        Value::Object(_) | Value::Array(_) => Err(err(file, field, "expected a string")),
-        other => Ok(scalar_text(Some(other))),
+        Value::String(s) => Ok(s.clone()),
+        other => Err(err(
+            file,
+            field,
+            format!("expected a string, found {other}"),
+        )),
     }
 }
 
@@ -222,8 +228,9 @@ pub(crate) fn merge_one(set: &mut BTreeMap<String, Var>, v: Var) -> Result<(), S
 }
 
 /// The value of a var: kyaml's `GetFieldValue` on the object.
-fn field_value(obj: &Value, path: &str) -> Option<Value> {
+fn field_value(obj: &Value, path: &str) -> Option<(Value, Vec<Seg>)> {
     let mut cur = obj;
+    let mut at = Vec::new();
     let parts = super::transform::replacement::smarter_split(path);
     let mut fields = Vec::new();
     let re = regex::Regex::new(r"^(.*)\[(\d+)\]$").expect("valid regex");
@@ -240,19 +247,22 @@ fn field_value(obj: &Value, path: &str) -> Option<Value> {
     }
     for f in fields.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
         cur = match cur {
-            Value::Object(m) => m.get(f)?,
+            Value::Object(m) => {
+                at.push(Seg::Key(f.to_owned()));
+                m.get(f)?
+            }
             Value::Array(items) => {
                 let (name, value) = f
                     .strip_prefix('[')
                     .and_then(|x| x.strip_suffix(']'))
                     .and_then(|x| x.split_once('='))
                     .unwrap_or(("", ""));
-                if let Ok(i) = f.parse::<usize>() {
-                    items.get(i)?
+                let i = if let Ok(i) = f.parse::<usize>() {
+                    i
                 } else if f == "-" {
-                    items.last()?
+                    items.len().checked_sub(1)?
                 } else if !value.is_empty() || !name.is_empty() {
-                    items.iter().find(|it| {
+                    items.iter().position(|it| {
                         if name.is_empty() {
                             scalar_text(Some(it)) == value
                         } else {
@@ -261,12 +271,14 @@ fn field_value(obj: &Value, path: &str) -> Option<Value> {
                     })?
                 } else {
                     return None;
-                }
+                };
+                at.push(Seg::Index(i));
+                items.get(i)?
             }
             _ => return None,
         };
     }
-    Some(cur.clone())
+    Some((cur.clone(), at))
 }
 
 /// kustomize's `ResolveVars`, run at the top.
@@ -286,16 +298,23 @@ pub(crate) fn resolve(m: &mut ResMap, file: &Path) -> Result<(), RenderError> {
                 ),
             ));
         };
-        let value = field_value(&Value::Object(r.obj.clone()), v.path()).ok_or_else(|| {
-            err(
-                file,
-                "vars",
-                format!(
-                    "field specified in var '{}' not found in corresponding resource",
-                    v.describe(v.path())
-                ),
-            )
-        })?;
+        let (value, at) =
+            field_value(&Value::Object(r.obj.clone()), v.path()).ok_or_else(|| {
+                err(
+                    file,
+                    "vars",
+                    format!(
+                        "field specified in var '{}' not found in corresponding resource",
+                        v.describe(v.path())
+                    ),
+                )
+            })?;
+        // kyaml reads a null as its text: empty when written empty, else (most often) `null`.
+        let value = match value {
+            Value::Null if r.empty_nulls.contains(&at) => Value::String(String::new()),
+            Value::Null => Value::String("null".into()),
+            other => other,
+        };
         values.insert(name.clone(), value);
     }
     let specs: Vec<FieldSpec> = m.config.var_reference.clone();

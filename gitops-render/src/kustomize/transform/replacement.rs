@@ -164,11 +164,16 @@ fn err(file: &Path, field: &str, message: impl Into<String>) -> RenderError {
     RenderError::field(file, field, message)
 }
 
+/// A string field, decoded as Go's `encoding/json` does: other scalars are errors.
 fn text(file: &Path, field: &str, v: &Value) -> Result<String, RenderError> {
     match v {
         Value::Null => Ok(String::new()),
-        Value::Object(_) | Value::Array(_) => Err(err(file, field, "expected a string")),
-        other => Ok(scalar_text(Some(other))),
+        Value::String(s) => Ok(s.clone()),
+        other => Err(err(
+            file,
+            field,
+            format!("expected a string, found {other}"),
+        )),
     }
 }
 
