@@ -556,6 +556,33 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn fields_written_empty_are_recorded() {
+        let docs = parse_documents(
+            "a:
+b: null
+c: ~
+d:
+- x:
+  y: ''
+-
+e: {f: }
+",
+        )
+        .unwrap();
+        let key = |k: &str| Seg::Key(k.into());
+        assert_eq!(
+            docs[0].empty_nulls,
+            vec![
+                vec![key("a")],
+                vec![key("d"), Seg::Index(0), key("x")],
+                vec![key("e"), key("f")],
+            ]
+        );
+        assert_eq!(docs[0].value["a"], Value::Null);
+        assert_eq!(docs[0].value["b"], Value::Null);
+    }
+
+    #[test]
     fn documents_are_split_as_kyaml_does() {
         let docs = parse_documents("---\n# only a comment\n---\na: 1\n--- # note\nb: '2'\n---\n\n")
             .unwrap();

@@ -655,6 +655,31 @@ mod tests {
     }
 
     #[test]
+    fn empty_nulls_go_where_the_walker_visits() {
+        let key = |k: &str| Seg::Key(k.into());
+        let mut o = deploy(json!({"containers": [{"name": "c", "image": null}],
+                                  "tolerations": [{"key": null}], "x": null}));
+        let spec = [key("spec"), key("template"), key("spec")];
+        let path = |rest: &[Seg]| [&spec[..], rest].concat();
+        let kept = drop_empty_nulls(
+            &mut o,
+            &[
+                path(&[key("containers"), Seg::Index(0), key("image")]),
+                path(&[key("tolerations"), Seg::Index(0), key("key")]),
+                path(&[key("x")]),
+            ],
+        );
+        assert_eq!(
+            o["spec"]["template"]["spec"],
+            json!({"containers": [{"name": "c"}], "tolerations": [{"key": null}]})
+        );
+        assert_eq!(
+            kept,
+            vec![path(&[key("tolerations"), Seg::Index(0), key("key")])]
+        );
+    }
+
+    #[test]
     fn maps_merge_and_null_deletes() {
         let o = json!({"kind": "X", "a": {"b": 1, "c": 2}, "d": null});
         let p = json!({"a": {"b": null, "e": 3}});
