@@ -17,6 +17,8 @@
 //! | `replicas` (and `ReplicaCountTransformer`) | `kustomize::transform::replicas` |
 //! | `configurations` (custom field specs, `nameReference`) | `kustomize::transform::config` |
 //! | `patches`, `patchesStrategicMerge`, `patchesJson6902` and their builtin transformers (strategic merge as kyaml's `merge2`, schema from kustomize's embedded Kubernetes v1.21.2 OpenAPI) | `kustomize::patch` |
+//! | `replacements` (inline and `path:` files, and `ReplacementTransformer`) | `kustomize::transform::replacement` |
+//! | `vars` (deprecated; `$(VAR)` in the `varReference` field specs) | `kustomize::vars` |
 //! | name references to renamed or moved objects (kustomize's default `nameReference` table) | `kustomize::transform::nameref` |
 //! | `config.kubernetes.io/local-config` objects dropped, build annotations removed | `kustomize` |
 //! | output order (`sortOptions`: legacy, with `legacySortOptions`, or fifo); `openapi` with the builtin version | `kustomize::order` |
@@ -28,7 +30,7 @@
 //! A folder without a kustomization file is rendered as Flux's kustomize-controller renders it:
 //! as if it had a `kustomization.yaml` listing every `.yaml`/`.yml` file below it (`plain`).
 //!
-//! Kustomize features beyond these (replacements, vars, Helm charts, a custom `openapi` schema,
+//! Kustomize features beyond these (Helm charts, a custom `openapi` schema,
 //! remote bases...) are reported as [`RenderError::Unsupported`], never silently ignored.
 
 mod base64;

@@ -104,11 +104,11 @@ fn kustomization_problems_name_the_field() {
     write(
         k,
         "kustomization.yaml",
-        "resources:\n- cm.yaml\nreplacements:\n- path: r.yaml\n",
+        "resources:\n- cm.yaml\nhelmCharts:\n- name: x\n",
     );
     let err = KustomizeRenderer::new().build(k).unwrap_err();
     assert!(
-        matches!(&err, RenderError::Unsupported { field, .. } if field == "replacements"),
+        matches!(&err, RenderError::Unsupported { field, .. } if field == "helmCharts"),
         "{err:?}"
     );
 

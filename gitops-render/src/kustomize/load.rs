@@ -30,9 +30,7 @@ const UNSUPPORTED_FIELDS: &[&str] = &[
     "helmChartInflationGenerator",
     "helmCharts",
     "helmGlobals",
-    "replacements",
     "validators",
-    "vars",
 ];
 
 /// The file of a folder's kustomization, if it has one.
@@ -180,6 +178,10 @@ pub(crate) struct Kustomization {
     pub patches: Vec<super::patch::PatchArgs>,
     /// `patchesJson6902`.
     pub patches_json6902: Vec<super::patch::PatchArgs>,
+    /// `vars`.
+    pub vars: Vec<super::vars::Var>,
+    /// `replacements`.
+    pub replacements: Vec<super::transform::replacement::ReplacementEntry>,
 }
 
 /// One entry of `labels` (kustomize's `types.Label`).
@@ -562,6 +564,11 @@ impl Kustomization {
                 "patchesStrategicMerge" => k.patches_strategic_merge = f.strings(key, v)?,
                 "patches" => k.patches = super::patch::entries_from(v, file, key)?,
                 "patchesJson6902" => k.patches_json6902 = super::patch::entries_from(v, file, key)?,
+                "vars" => k.vars = super::vars::vars_from(v, file, key)?,
+                "replacements" => {
+                    k.replacements =
+                        super::transform::replacement::entries_from(v, file, "replacements")?
+                }
                 other if UNSUPPORTED_FIELDS.contains(&other) => {
                     if !is_empty(v) {
                         return Err(RenderError::unsupported(file, other));

@@ -6,6 +6,7 @@
 //!    `kind: Component` accumulated onto the same objects, recursively), then run its transformers
 //!    (`patchesStrategicMerge`, `patches`, `namespace`, `namePrefix`/`nameSuffix`,
 //!    `labels`/`commonLabels`, `commonAnnotations`, `patchesJson6902`, `replicas`, `images`,
+//!    `replacements`,
 //!    then the configurations listed under `transformers:`), with the field specs of the
 //!    defaults, its `configurations` and those of its bases;
 //! 2. at the top only: add the content-hash suffix to generated names and rewrite the
@@ -22,6 +23,7 @@ pub(crate) mod order;
 pub(crate) mod patch;
 pub(crate) mod resource;
 pub(crate) mod transform;
+pub(crate) mod vars;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -97,6 +99,7 @@ fn build_with(loader: Loader) -> Result<Vec<Map<String, Value>>, RenderError> {
         }
     }
     transform::nameref::fix_references(&mut m)?;
+    vars::resolve(&mut m, &kustomization.file)?;
     // kustomize's `IgnoreLocal`: objects annotated as local configuration are not output.
     let resources: Vec<Resource> = m
         .resources
@@ -245,8 +248,13 @@ fn accumulate_into(
         note(&mut m, "PatchJson6902Transformer");
     }
     transform::builtin::replicas_and_images(k, &mut m, &mut note)?;
-    // -- replacements go here.
+    if !k.replacements.is_empty() {
+        let list = transform::replacement::resolve_entries(&k.replacements, loader, &k.file)?;
+        transform::replacement::apply(&mut m, &list, &k.file)?;
+        note(&mut m, "ReplacementTransformer");
+    }
     run_transformers(k, loader, &mut m)?;
+    vars::merge_vars(&mut m, &k.vars, &k.file)?;
     Ok(m)
 }
 
@@ -340,16 +348,22 @@ fn accumulate_resources(
                     ),
                 ));
             }
-            let sub_m = accumulate(&sub, &child)?;
+            let mut sub_m = accumulate(&sub, &child)?;
             m.config
                 .merge(&sub_m.config)
                 .map_err(|e| RenderError::field(&sub.file, "configurations", e))?;
+            let sub_vars = std::mem::take(&mut sub_m.vars);
             m.append_all(sub_m)?;
+            for v in sub_vars.into_values() {
+                vars::merge_one(&mut m.vars, v)
+                    .map_err(|e| RenderError::field(&sub.file, "vars", e))?;
+            }
         } else {
             let (path, bytes) = loader.read(rel, &k.file)?;
             let source = Arc::new(path);
-            for obj in objects_from_bytes(&bytes, &source)? {
+            for (obj, empty_nulls) in resource::objects_with_empty_nulls(&bytes, &source)? {
                 let mut r = Resource::new(obj, source.clone());
+                r.empty_nulls = empty_nulls;
                 r.origin = loader.origin.as_deref().map(|o| Origin {
                     path: join_clean(o, rel),
                     ..Origin::default()
@@ -474,6 +488,14 @@ fn run_transformers(k: &Kustomization, loader: &Loader, m: &mut ResMap) -> Resul
             "ReplicaCountTransformer" => {
                 let (args, specs) = transform::replicas::from_config(&obj, &file)?;
                 transform::replicas::apply(m, &args, &specs, &file)?;
+            }
+            "ReplacementTransformer" => {
+                let entries = match obj.get("replacements") {
+                    Some(v) => transform::replacement::entries_from(v, &file, "replacements")?,
+                    None => Vec::new(),
+                };
+                let list = transform::replacement::resolve_entries(&entries, loader, &file)?;
+                transform::replacement::apply(m, &list, &file)?;
             }
             "PatchTransformer" | "PatchStrategicMergeTransformer" | "PatchJson6902Transformer" => {
                 patch::run_builtin(&obj, &file, loader, m)?

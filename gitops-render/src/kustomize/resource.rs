@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::transform::config::TransformerConfig;
 use crate::error::RenderError;
-use crate::yaml::{self, Document};
+use crate::yaml::{self, Document, Seg};
 
 /// kustomize's `ResId`: group, version, kind, name and namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +167,11 @@ pub(crate) struct Resource {
     /// With `buildMetadata`: the transformers run on it, in order
     /// (`alpha.config.kubernetes.io/transformations`).
     pub transformations: Vec<Origin>,
+    /// The names of the `vars` whose `objref` is this object (kustomize's `refVarNames`).
+    pub ref_var_names: Vec<String>,
+    /// The mapping fields written with an empty value (`paused:`) in the file, which the
+    /// first strategic merge patch applied to the object drops.
+    pub empty_nulls: Vec<Vec<Seg>>,
 }
 
 impl Resource {
@@ -182,6 +187,8 @@ impl Resource {
             suffixes: Vec::new(),
             origin: None,
             transformations: Vec::new(),
+            ref_var_names: Vec::new(),
+            empty_nulls: Vec::new(),
         }
     }
 
@@ -374,6 +381,29 @@ pub(crate) fn objects_from_bytes(
     bytes: &[u8],
     file: &Path,
 ) -> Result<Vec<Map<String, Value>>, RenderError> {
+    Ok(objects_with_empty_nulls(bytes, file)?
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect())
+}
+
+/// The paths (from `paths`) below `prefix`, without it.
+fn below(paths: &[Vec<Seg>], prefix: &[Seg]) -> Vec<Vec<Seg>> {
+    paths
+        .iter()
+        .filter_map(|p| p.strip_prefix(prefix).map(<[Seg]>::to_vec))
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// An object read from a file, with the paths of its fields written with an empty value.
+pub(crate) type ObjectWithEmptyNulls = (Map<String, Value>, Vec<Vec<Seg>>);
+
+/// [`objects_from_bytes`], with the paths of each object's fields written with an empty value.
+pub(crate) fn objects_with_empty_nulls(
+    bytes: &[u8],
+    file: &Path,
+) -> Result<Vec<ObjectWithEmptyNulls>, RenderError> {
     let text = std::str::from_utf8(bytes).map_err(|e| RenderError::Yaml {
         file: file.to_path_buf(),
         line: 1 + bytes[..e.valid_up_to()]
@@ -384,8 +414,13 @@ pub(crate) fn objects_from_bytes(
     })?;
     let docs = yaml::parse_documents(text).map_err(|e| RenderError::yaml(file, e))?;
     let single = docs.len() == 1;
-    let mut queue: std::collections::VecDeque<Value> = Default::default();
-    for Document { value, line } in docs {
+    let mut queue: std::collections::VecDeque<(Value, Vec<Vec<Seg>>)> = Default::default();
+    for Document {
+        value,
+        line,
+        empty_nulls,
+    } in docs
+    {
         let Value::Object(map) = value else {
             return Err(RenderError::Yaml {
                 file: file.to_path_buf(),
@@ -396,14 +431,17 @@ pub(crate) fn objects_from_bytes(
         let kind = scalar_text(map.get("kind"));
         if single && (kind == "List" || kind == "ResourceList") && map.contains_key("items") {
             if let Some(Value::Array(items)) = map.get("items") {
-                queue.extend(items.iter().cloned());
+                for (i, item) in items.iter().enumerate() {
+                    let prefix = [Seg::Key("items".into()), Seg::Index(i)];
+                    queue.push_back((item.clone(), below(&empty_nulls, &prefix)));
+                }
             }
             continue;
         }
-        queue.push_back(Value::Object(map));
+        queue.push_back((Value::Object(map), empty_nulls));
     }
     let mut out = Vec::new();
-    while let Some(v) = queue.pop_front() {
+    while let Some((v, empty_nulls)) = queue.pop_front() {
         let Value::Object(map) = v else {
             return Err(RenderError::InvalidObject {
                 file: file.to_path_buf(),
@@ -419,8 +457,9 @@ pub(crate) fn objects_from_bytes(
                 None => {}
                 Some(Value::Null) => continue,
                 Some(Value::Array(items)) => {
-                    for item in items.iter().rev() {
-                        queue.push_front(item.clone());
+                    for (i, item) in items.iter().enumerate().rev() {
+                        let prefix = [Seg::Key("items".into()), Seg::Index(i)];
+                        queue.push_front((item.clone(), below(&empty_nulls, &prefix)));
                     }
                     continue;
                 }
@@ -434,7 +473,7 @@ pub(crate) fn objects_from_bytes(
                 }
             }
         }
-        out.push(map);
+        out.push((map, empty_nulls));
     }
     Ok(out)
 }
@@ -450,6 +489,8 @@ pub(crate) struct ResMap {
     /// `ResAccumulator.tConfig`): the defaults and the `configurations` of the kustomization and
     /// its bases.
     pub config: TransformerConfig,
+    /// The `vars` declared by the kustomization and its bases, by name.
+    pub vars: std::collections::BTreeMap<String, super::vars::Var>,
 }
 
 impl ResMap {

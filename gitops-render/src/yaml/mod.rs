@@ -6,7 +6,7 @@ mod analyze;
 mod emit;
 mod folded;
 mod parse;
-mod scalar;
+pub(crate) mod scalar;
 
 use std::cmp::Ordering;
 
@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 pub(crate) use emit::Emitter;
 pub(crate) use parse::{
-    Document, YamlError, parse_documents, parse_first_document, parse_first_document_v2,
+    Document, Seg, YamlError, parse_documents, parse_first_document, parse_first_document_v2,
     parse_kustomization_document,
 };
 

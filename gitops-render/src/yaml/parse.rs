@@ -37,6 +37,15 @@ impl YamlError {
     }
 }
 
+/// One step of a path into a document: a mapping key or a sequence index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Seg {
+    /// A mapping key.
+    Key(String),
+    /// A sequence index.
+    Index(usize),
+}
+
 /// One document of a file, with the line it starts on.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Document {
@@ -44,6 +53,9 @@ pub(crate) struct Document {
     pub value: Value,
     /// The 1-based line of the file where the document's text starts.
     pub line: usize,
+    /// The mapping fields whose value is written empty (`paused:`): they read as null like
+    /// `null` and `~`, but kustomize's strategic merge drops them where `null` is kept.
+    pub empty_nulls: Vec<Vec<Seg>>,
 }
 
 /// Cuts a file into documents as kyaml's `splitDocuments` does: on `\n---...\n` where the
@@ -86,10 +98,15 @@ pub(crate) fn parse_documents(text: &str) -> Result<Vec<Document>, YamlError> {
     };
     let mut out = Vec::new();
     for (chunk, line) in split_documents(&normalized)? {
-        if let Some(value) = parse_first(&chunk, line, false)?
+        let (value, empty_nulls) = parse_first_recording(&chunk, line, false)?;
+        if let Some(value) = value
             && !value.is_null()
         {
-            out.push(Document { value, line });
+            out.push(Document {
+                value,
+                line,
+                empty_nulls,
+            });
         }
     }
     Ok(out)
@@ -142,6 +159,8 @@ struct Builder {
     /// Whether plain scalars are typed by yaml.v2's YAML 1.1 rules (`yes`, `on`... are
     /// booleans), as `sigs.k8s.io/yaml` reads kustomization files.
     v2: bool,
+    /// The paths of mapping fields written with an empty value.
+    empty_nulls: Vec<Vec<Seg>>,
 }
 
 fn is_core(tag: &Tag) -> bool {
@@ -358,6 +377,21 @@ impl Builder {
             .ok_or_else(|| self.err(format!("unsupported value {text} (NaN or infinity)")))
     }
 
+    /// The path of the node that starts now, if every step is a plain key or an index.
+    fn current_path(&self) -> Option<Vec<Seg>> {
+        self.stack
+            .iter()
+            .map(|f| match f {
+                Frame::Map {
+                    key: Some(Key::Str(k)),
+                    ..
+                } => Some(Seg::Key(k.clone())),
+                Frame::Seq { items, .. } => Some(Seg::Index(items.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn event(&mut self, ev: Event<'_>) -> Result<(), YamlError> {
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
@@ -365,6 +399,14 @@ impl Builder {
                     let key = self.key_from_scalar(&text, style, tag.as_deref())?;
                     self.set_key(key);
                     return Ok(());
+                }
+                if text.is_empty()
+                    && style == ScalarStyle::Plain
+                    && tag.is_none()
+                    && matches!(self.stack.last(), Some(Frame::Map { .. }))
+                    && let Some(path) = self.current_path()
+                {
+                    self.empty_nulls.push(path);
                 }
                 let value = if self.in_annotations() {
                     // Read back by kustomize from the node itself: no round trip.
@@ -469,7 +511,17 @@ pub(crate) fn parse_first_document(text: &str) -> Result<Option<Value>, YamlErro
 
 /// Reads the first document of `text` (whose first line is line `base_line` of the file).
 fn parse_first(text: &str, base_line: usize, v2: bool) -> Result<Option<Value>, YamlError> {
+    parse_first_recording(text, base_line, v2).map(|(v, _)| v)
+}
+
+/// [`parse_first`], with the paths of the mapping fields written with an empty value.
+fn parse_first_recording(
+    text: &str,
+    base_line: usize,
+    v2: bool,
+) -> Result<(Option<Value>, Vec<Vec<Seg>>), YamlError> {
     let mut b = Builder {
+        empty_nulls: Vec::new(),
         v2,
         stack: Vec::new(),
         anchors: HashMap::new(),
@@ -508,7 +560,7 @@ fn parse_first(text: &str, base_line: usize, v2: bool) -> Result<Option<Value>, 
             ev => b.event(ev)?,
         }
     }
-    Ok(b.root)
+    Ok((b.root, b.empty_nulls))
 }
 
 #[cfg(test)]
@@ -526,6 +578,33 @@ mod tests {
         assert_eq!(v, json!({"a": "x\n", "b": "c"}));
         let v = parse_first_document("a: >\n  x\n  y").unwrap().unwrap();
         assert_eq!(v, json!({"a": "x y"}));
+    }
+
+    #[test]
+    fn fields_written_empty_are_recorded() {
+        let docs = parse_documents(
+            "a:
+b: null
+c: ~
+d:
+- x:
+  y: ''
+-
+e: {f: }
+",
+        )
+        .unwrap();
+        let key = |k: &str| Seg::Key(k.into());
+        assert_eq!(
+            docs[0].empty_nulls,
+            vec![
+                vec![key("a")],
+                vec![key("d"), Seg::Index(0), key("x")],
+                vec![key("e"), key("f")],
+            ]
+        );
+        assert_eq!(docs[0].value["a"], Value::Null);
+        assert_eq!(docs[0].value["b"], Value::Null);
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn anchored(field: &str, file: &Path, re: &str) -> Result<Option<regex::Regex>, 
 }
 
 /// Parses a Kubernetes label selector (`a=b,c!=d,e in (f,g),!h`) and tests `labels`.
-fn selector_matches(
+pub(crate) fn selector_matches(
     sel: &str,
     labels: Option<&Value>,
     file: &Path,
@@ -236,7 +236,9 @@ fn apply_sm(
         r.store_previous_id();
     }
     let describe = r.describe();
-    let obj = Value::Object(std::mem::take(&mut r.obj));
+    let mut obj = Value::Object(std::mem::take(&mut r.obj));
+    let empty_nulls = std::mem::take(&mut r.empty_nulls);
+    r.empty_nulls = smp::drop_empty_nulls(&mut obj, &empty_nulls);
     let merged = smp::merge(obj, Value::Object(patch.clone())).map_err(|e| {
         err(
             file,
@@ -295,9 +297,10 @@ fn apply_sm_to(
     }
     if !deleted.is_empty() || args.allow_name_change || args.allow_kind_change || keep_gvk {
         let old = std::mem::take(&mut m.resources);
+        // The transformer configuration and vars accumulated so far stay with the map.
         let mut fresh = ResMap::default();
-        // The transformer configuration travels with the resources (replicas, images... read it).
         fresh.config = std::mem::take(&mut m.config);
+        fresh.vars = std::mem::take(&mut m.vars);
         for (i, r) in old.into_iter().enumerate() {
             if !deleted.contains(&i) {
                 fresh.append(r)?;

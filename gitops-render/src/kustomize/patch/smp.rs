@@ -2,7 +2,8 @@
 //! growing towards the front, `MergeOptionsListPrepend`), not apimachinery's implementation.
 //!
 //! - Maps merge recursively (fields in byte order of their names); a `null` in the patch
-//!   removes the field; a `null` already in the object is kept.
+//!   removes the field; a `null` already in the object is kept when written `null` or `~`,
+//!   dropped when written empty (`paused:`; see [`drop_empty_nulls`]).
 //! - `$patch: delete | replace | merge` on a map; in a list, an element holding only
 //!   `$patch` applies to the whole list. An element `{name: x, $patch: delete}` removes that
 //!   element; `$patch: replace` on an element leaves the original element (kyaml quirk).
@@ -19,6 +20,7 @@ use serde_json::{Map, Value};
 
 use super::schema::{self, Node};
 use crate::kustomize::resource::scalar_text;
+use crate::yaml::Seg;
 
 /// The directive key.
 const PATCH: &str = "$patch";
@@ -28,6 +30,57 @@ enum Directive {
     Merge,
     Replace,
     Delete,
+}
+
+/// Removes from `object` the fields written with an empty value (`paused:`, at `paths`) that
+/// kyaml's merge walker visits: it drops such a null where it keeps one written `null` or `~`
+/// (`merge2.VisitMap` keeps a null only when it has text). The walker visits every map and
+/// the elements of lists merged by key, not other lists. Returns the paths left in place.
+pub(crate) fn drop_empty_nulls(object: &mut Value, paths: &[Vec<Seg>]) -> Vec<Vec<Seg>> {
+    let top = schema_of([&Some(object.clone()), &None]);
+    let mut kept = Vec::new();
+    'paths: for path in paths {
+        let Some((Seg::Key(last), parents)) = path.split_last() else {
+            kept.push(path.clone());
+            continue;
+        };
+        let mut cur = &mut *object;
+        let mut node = top;
+        for seg in parents {
+            match (seg, cur) {
+                (Seg::Key(k), Value::Object(m)) => {
+                    node = node.and_then(|n| n.field(k));
+                    match m.get_mut(k) {
+                        Some(v) => cur = v,
+                        None => continue 'paths,
+                    }
+                }
+                (Seg::Index(i), Value::Array(items)) => {
+                    match node {
+                        Some(n) if n.assoc && !n.keys.is_empty() => {}
+                        _ => {
+                            kept.push(path.clone());
+                            continue 'paths;
+                        }
+                    }
+                    node = node.and_then(Node::elements);
+                    match items.get_mut(*i) {
+                        Some(v) => cur = v,
+                        None => continue 'paths,
+                    }
+                }
+                _ => continue 'paths,
+            }
+        }
+        // Annotation values are kept as their text: an empty one is the empty string.
+        if let Value::Object(m) = cur
+            && m.get(last)
+                .is_some_and(|v| v.is_null() || v.as_str() == Some(""))
+        {
+            m.shift_remove(last);
+        }
+    }
+    kept
 }
 
 /// Applies the strategic merge patch `patch` to `object`. `None` means the patch deleted the
@@ -599,6 +652,31 @@ mod tests {
 
     fn m(o: Value, p: Value) -> Value {
         merge(o, p).unwrap().unwrap()
+    }
+
+    #[test]
+    fn empty_nulls_go_where_the_walker_visits() {
+        let key = |k: &str| Seg::Key(k.into());
+        let mut o = deploy(json!({"containers": [{"name": "c", "image": null}],
+                                  "tolerations": [{"key": null}], "x": null}));
+        let spec = [key("spec"), key("template"), key("spec")];
+        let path = |rest: &[Seg]| [&spec[..], rest].concat();
+        let kept = drop_empty_nulls(
+            &mut o,
+            &[
+                path(&[key("containers"), Seg::Index(0), key("image")]),
+                path(&[key("tolerations"), Seg::Index(0), key("key")]),
+                path(&[key("x")]),
+            ],
+        );
+        assert_eq!(
+            o["spec"]["template"]["spec"],
+            json!({"containers": [{"name": "c"}], "tolerations": [{"key": null}]})
+        );
+        assert_eq!(
+            kept,
+            vec![path(&[key("tolerations"), Seg::Index(0), key("key")])]
+        );
     }
 
     #[test]

@@ -52,7 +52,290 @@ pub(crate) struct TransformerConfig {
     pub namespace: Vec<FieldSpec>,
     /// `nameReference` entries.
     pub name_reference: Vec<BackReference>,
+    /// `varReference` field specs: where `vars` are substituted.
+    pub var_reference: Vec<FieldSpec>,
 }
+
+/// kustomize's default `varReference` field specs (`builtinpluginconsts/varreference.go`).
+const VAR_REFERENCE: &[(&str, &str, &str, &str)] = &[
+    (
+        "",
+        "",
+        "CronJob",
+        "spec/jobTemplate/spec/template/spec/containers/args",
+    ),
+    (
+        "",
+        "",
+        "CronJob",
+        "spec/jobTemplate/spec/template/spec/containers/command",
+    ),
+    (
+        "",
+        "",
+        "CronJob",
+        "spec/jobTemplate/spec/template/spec/containers/env/value",
+    ),
+    (
+        "",
+        "",
+        "CronJob",
+        "spec/jobTemplate/spec/template/spec/containers/volumeMounts/mountPath",
+    ),
+    (
+        "",
+        "",
+        "CronJob",
+        "spec/jobTemplate/spec/template/spec/initContainers/args",
+    ),
+    (
+        "",
+        "",
+        "CronJob",
+        "spec/jobTemplate/spec/template/spec/initContainers/command",
+    ),
+    (
+        "",
+        "",
+        "CronJob",
+        "spec/jobTemplate/spec/template/spec/initContainers/env/value",
+    ),
+    (
+        "",
+        "",
+        "CronJob",
+        "spec/jobTemplate/spec/template/spec/initContainers/volumeMounts/mountPath",
+    ),
+    (
+        "",
+        "",
+        "CronJob",
+        "spec/jobTemplate/spec/template/volumes/nfs/server",
+    ),
+    ("", "", "DaemonSet", "spec/template/spec/containers/args"),
+    ("", "", "DaemonSet", "spec/template/spec/containers/command"),
+    (
+        "",
+        "",
+        "DaemonSet",
+        "spec/template/spec/containers/env/value",
+    ),
+    (
+        "",
+        "",
+        "DaemonSet",
+        "spec/template/spec/containers/volumeMounts/mountPath",
+    ),
+    (
+        "",
+        "",
+        "DaemonSet",
+        "spec/template/spec/initContainers/args",
+    ),
+    (
+        "",
+        "",
+        "DaemonSet",
+        "spec/template/spec/initContainers/command",
+    ),
+    (
+        "",
+        "",
+        "DaemonSet",
+        "spec/template/spec/initContainers/env/value",
+    ),
+    (
+        "",
+        "",
+        "DaemonSet",
+        "spec/template/spec/initContainers/volumeMounts/mountPath",
+    ),
+    ("", "", "DaemonSet", "spec/template/spec/volumes/nfs/server"),
+    ("", "", "Deployment", "spec/template/spec/containers/args"),
+    (
+        "",
+        "",
+        "Deployment",
+        "spec/template/spec/containers/command",
+    ),
+    (
+        "",
+        "",
+        "Deployment",
+        "spec/template/spec/containers/env/value",
+    ),
+    (
+        "",
+        "",
+        "Deployment",
+        "spec/template/spec/containers/volumeMounts/mountPath",
+    ),
+    (
+        "",
+        "",
+        "Deployment",
+        "spec/template/spec/initContainers/args",
+    ),
+    (
+        "",
+        "",
+        "Deployment",
+        "spec/template/spec/initContainers/command",
+    ),
+    (
+        "",
+        "",
+        "Deployment",
+        "spec/template/spec/initContainers/env/value",
+    ),
+    (
+        "",
+        "",
+        "Deployment",
+        "spec/template/spec/initContainers/volumeMounts/mountPath",
+    ),
+    (
+        "",
+        "",
+        "Deployment",
+        "spec/template/spec/volumes/nfs/server",
+    ),
+    ("", "", "Deployment", "spec/template/metadata/annotations"),
+    ("", "", "Ingress", "spec/rules/host"),
+    ("", "", "Ingress", "spec/tls/hosts"),
+    ("", "", "Ingress", "spec/tls/secretName"),
+    ("", "", "Job", "spec/template/spec/containers/args"),
+    ("", "", "Job", "spec/template/spec/containers/command"),
+    ("", "", "Job", "spec/template/spec/containers/env/value"),
+    (
+        "",
+        "",
+        "Job",
+        "spec/template/spec/containers/volumeMounts/mountPath",
+    ),
+    ("", "", "Job", "spec/template/spec/initContainers/args"),
+    ("", "", "Job", "spec/template/spec/initContainers/command"),
+    ("", "", "Job", "spec/template/spec/initContainers/env/value"),
+    (
+        "",
+        "",
+        "Job",
+        "spec/template/spec/initContainers/volumeMounts/mountPath",
+    ),
+    ("", "", "Job", "spec/template/spec/volumes/nfs/server"),
+    ("", "", "Pod", "spec/containers/args"),
+    ("", "", "Pod", "spec/containers/command"),
+    ("", "", "Pod", "spec/containers/env/value"),
+    ("", "", "Pod", "spec/containers/volumeMounts/mountPath"),
+    ("", "", "Pod", "spec/initContainers/args"),
+    ("", "", "Pod", "spec/initContainers/command"),
+    ("", "", "Pod", "spec/initContainers/env/value"),
+    ("", "", "Pod", "spec/initContainers/volumeMounts/mountPath"),
+    ("", "", "Pod", "spec/volumes/nfs/server"),
+    ("", "", "ReplicaSet", "spec/template/spec/containers/args"),
+    (
+        "",
+        "",
+        "ReplicaSet",
+        "spec/template/spec/containers/command",
+    ),
+    (
+        "",
+        "",
+        "ReplicaSet",
+        "spec/template/spec/containers/env/value",
+    ),
+    (
+        "",
+        "",
+        "ReplicaSet",
+        "spec/template/spec/containers/volumeMounts/mountPath",
+    ),
+    (
+        "",
+        "",
+        "ReplicaSet",
+        "spec/template/spec/initContainers/args",
+    ),
+    (
+        "",
+        "",
+        "ReplicaSet",
+        "spec/template/spec/initContainers/command",
+    ),
+    (
+        "",
+        "",
+        "ReplicaSet",
+        "spec/template/spec/initContainers/env/value",
+    ),
+    (
+        "",
+        "",
+        "ReplicaSet",
+        "spec/template/spec/initContainers/volumeMounts/mountPath",
+    ),
+    (
+        "",
+        "",
+        "ReplicaSet",
+        "spec/template/spec/volumes/nfs/server",
+    ),
+    ("", "", "Service", "spec/ports/port"),
+    ("", "", "Service", "spec/ports/targetPort"),
+    ("", "", "StatefulSet", "spec/template/spec/containers/args"),
+    (
+        "",
+        "",
+        "StatefulSet",
+        "spec/template/spec/containers/command",
+    ),
+    (
+        "",
+        "",
+        "StatefulSet",
+        "spec/template/spec/containers/env/value",
+    ),
+    (
+        "",
+        "",
+        "StatefulSet",
+        "spec/template/spec/containers/volumeMounts/mountPath",
+    ),
+    (
+        "",
+        "",
+        "StatefulSet",
+        "spec/template/spec/initContainers/args",
+    ),
+    (
+        "",
+        "",
+        "StatefulSet",
+        "spec/template/spec/initContainers/command",
+    ),
+    (
+        "",
+        "",
+        "StatefulSet",
+        "spec/template/spec/initContainers/env/value",
+    ),
+    (
+        "",
+        "",
+        "StatefulSet",
+        "spec/template/spec/initContainers/volumeMounts/mountPath",
+    ),
+    (
+        "",
+        "",
+        "StatefulSet",
+        "spec/volumeClaimTemplates/spec/nfs/server",
+    ),
+    ("", "", "PersistentVolume", "spec/nfs/server"),
+    ("", "", "", "metadata/labels"),
+    ("", "", "", "metadata/annotations"),
+];
 
 fn specs(list: &[(&str, &str, &str, &str, bool)]) -> Vec<FieldSpec> {
     list.iter()
@@ -267,6 +550,10 @@ impl TransformerConfig {
             ]),
             namespace: super::namespace::default_field_specs(),
             name_reference: super::nameref::default_back_references(),
+            var_reference: VAR_REFERENCE
+                .iter()
+                .map(|(g, v, k, p)| FieldSpec::new(g, v, k, p, false))
+                .collect(),
         }
     }
 
@@ -274,7 +561,7 @@ impl TransformerConfig {
     /// by the same group, version and kind) are kept once; name references to the same kind
     /// merge their referrers.
     pub(crate) fn merge(&mut self, other: &TransformerConfig) -> Result<(), String> {
-        let pairs: [(&mut Vec<FieldSpec>, &Vec<FieldSpec>, &str); 9] = [
+        let pairs: [(&mut Vec<FieldSpec>, &Vec<FieldSpec>, &str); 10] = [
             (&mut self.namespace, &other.namespace, "NameSpace"),
             (&mut self.name_prefix, &other.name_prefix, "NamePrefix"),
             (&mut self.name_suffix, &other.name_suffix, "NameSuffix"),
@@ -296,6 +583,11 @@ impl TransformerConfig {
             ),
             (&mut self.images, &other.images, "Images"),
             (&mut self.replicas, &other.replicas, "Replicas"),
+            (
+                &mut self.var_reference,
+                &other.var_reference,
+                "VarReference",
+            ),
         ];
         for (mine, theirs, name) in pairs {
             merge_all(mine, theirs)
@@ -348,10 +640,7 @@ impl TransformerConfig {
                 "replicas" => c.replicas = field_specs(v, file, k)?,
                 "nameReference" => c.name_reference = back_references(v, file, k)?,
                 "namespace" => c.namespace = field_specs(v, file, k)?,
-                // Only `vars` use these, and `vars` are refused by the kustomization reader.
-                "varReference" => {
-                    field_specs(v, file, k)?;
-                }
+                "varReference" => c.var_reference = field_specs(v, file, k)?,
                 _ => {
                     return Err(RenderError::field(
                         file,

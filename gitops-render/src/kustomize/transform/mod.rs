@@ -7,6 +7,7 @@ pub(crate) mod labels;
 pub(crate) mod nameref;
 pub(crate) mod namespace;
 pub(crate) mod prefix;
+pub(crate) mod replacement;
 pub(crate) mod replicas;
 
 use serde_json::{Map, Value};
