@@ -158,3 +158,51 @@ fn flux2_helm_example_patches_match_kubectl_kustomize() {
         );
     }
 }
+
+fn kustomization_dirs(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() && p.file_name().is_some_and(|n| n != "expected") {
+            if p.join("kustomization.yaml").is_file() {
+                out.push(p.clone());
+            }
+            kustomization_dirs(&p, out);
+        }
+    }
+}
+
+/// Every folder of the shared fixtures that has a kustomization, bases included: the expected
+/// output is the fixtures' own `expected/` file, or else the one this crate keeps in
+/// `tests/fixtures-expected` (what `kubectl kustomize` printed for that folder).
+#[test]
+fn every_fixture_kustomization_matches_kubectl_kustomize() {
+    let mut dirs = Vec::new();
+    kustomization_dirs(&fixtures(), &mut dirs);
+    assert!(dirs.len() >= 23, "{} kustomizations found", dirs.len());
+    let ours = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures-expected");
+    let renderer = KustomizeRenderer::new();
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let rel = dir.strip_prefix(fixtures()).unwrap();
+        let name = format!("{}.yaml", rel.to_string_lossy().replace('/', "_"));
+        let expected = [fixtures().join("expected").join(&name), ours.join(&name)]
+            .into_iter()
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("no expected output for {}", rel.display()));
+        let want = std::fs::read_to_string(&expected).unwrap();
+        match renderer.build_yaml(dir) {
+            Ok(got) if got == want => {}
+            Ok(got) => failures.push(format!(
+                "{}: {}",
+                rel.display(),
+                first_difference(&want, &got)
+            )),
+            Err(e) => failures.push(format!("{}: {e}", rel.display())),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
