@@ -103,20 +103,43 @@ fn cargo() -> Command {
 }
 
 /// Debian packages the tests use besides the control plane: git (with git-http-backend and
-/// git-daemon), openssl (service-account keys).
+/// git-daemon), openssl (service-account keys), docker-registry (the OCI registry of the OCI
+/// source tests) and apache2-utils (`htpasswd` for its basic auth); and PyPI's moto
+/// (`moto_server`, the S3 API of the Bucket source tests).
 fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = [("git", "git"), ("openssl", "openssl")]
-        .into_iter()
-        .filter(|(bin, _)| {
-            Command::new("sh")
-                .arg("-c")
-                .arg(format!("command -v {bin} >/dev/null"))
-                .status()
-                .map(|s| !s.success())
-                .unwrap_or(true)
-        })
-        .map(|(_, pkg)| pkg)
-        .collect();
+    ensure_apt_packages()?;
+    if !has_command("moto_server") {
+        run(Command::new("python3").args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "moto[server]==5.2.5",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn has_command(bin: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin} >/dev/null"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn ensure_apt_packages() -> Result<()> {
+    let missing: Vec<&str> = [
+        ("git", "git"),
+        ("openssl", "openssl"),
+        ("docker-registry", "docker-registry"),
+        ("htpasswd", "apache2-utils"),
+    ]
+    .into_iter()
+    .filter(|(bin, _)| !has_command(bin))
+    .map(|(_, pkg)| pkg)
+    .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -152,6 +175,7 @@ fn ci() -> Result<()> {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--all-features",
         "-j",
         "2",
         "--",
@@ -159,7 +183,14 @@ fn ci() -> Result<()> {
         "warnings",
     ]))?;
     run(cargo()
-        .args(["test", "--workspace", "--no-fail-fast", "-j", "2"])
+        .args([
+            "test",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+            "-j",
+            "2",
+        ])
         .env("KUBEBUILDER_ASSETS", &assets)
         // Each integration test starts its own control plane; two at a time fit 2 cores.
         .env("RUST_TEST_THREADS", "2"))?;
