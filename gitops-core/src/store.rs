@@ -49,6 +49,13 @@ pub enum StoreError {
         /// Why it was refused.
         why: &'static str,
     },
+    /// An artifact's `path` is not a relative path inside the store (it may come from an object's
+    /// status, which anyone with write access to it can edit).
+    #[error("artifact path {path:?} is not a relative path inside the store")]
+    InvalidPath {
+        /// The path as recorded in the artifact.
+        path: String,
+    },
     /// The archive is over a limit.
     #[error("artifact {archive}: {what} exceeds the limit of {limit}")]
     TooLarge {
@@ -158,9 +165,27 @@ impl ArtifactStore {
         &self.root
     }
 
-    /// Absolute path of a stored artifact.
+    /// Absolute path of a stored artifact. The path is not checked: [`ArtifactStore::verify`],
+    /// [`ArtifactStore::extract`] and [`ArtifactStore::gc`] refuse an artifact whose `path` is
+    /// absolute or has `..` with [`StoreError::InvalidPath`].
     pub fn local_path(&self, artifact: &Artifact) -> PathBuf {
         self.root.join(&artifact.path)
+    }
+
+    /// Whether the artifact's file is in the store (its `path` relative and inside the store, and
+    /// a file there). Sources use it to decide that a known revision needs no new fetch.
+    pub fn has(&self, artifact: &Artifact) -> bool {
+        self.checked_path(artifact).is_ok_and(|p| p.is_file())
+    }
+
+    /// [`ArtifactStore::local_path`], refusing paths that would leave the store.
+    fn checked_path(&self, artifact: &Artifact) -> Result<PathBuf, StoreError> {
+        match safe_relative(&artifact.path) {
+            Some(rel) if !rel.as_os_str().is_empty() => Ok(self.root.join(rel)),
+            _ => Err(StoreError::InvalidPath {
+                path: artifact.path.clone(),
+            }),
+        }
     }
 
     /// Archives `dir` into a deterministic tar.gz for `key` and records it as an artifact of
@@ -248,7 +273,7 @@ impl ArtifactStore {
 
     /// Recomputes the stored file's digest and compares it with the artifact's.
     pub fn verify(&self, artifact: &Artifact) -> Result<(), StoreError> {
-        let path = self.local_path(artifact);
+        let path = self.checked_path(artifact)?;
         let f = File::open(&path).map_err(io_err("read", &path))?;
         let (actual, _) = sha256_reader(BufReader::new(f)).map_err(io_err("read", &path))?;
         if actual != artifact.digest {
@@ -266,7 +291,7 @@ impl ArtifactStore {
     /// store's [`ExtractLimits`] apply.
     pub fn extract(&self, artifact: &Artifact, dest: &Path) -> Result<(), StoreError> {
         self.verify(artifact)?;
-        let path = self.local_path(artifact);
+        let path = self.checked_path(artifact)?;
         let f = File::open(&path).map_err(io_err("read", &path))?;
         extract_tar_gz(BufReader::new(f), &path, dest, self.limits)
     }
@@ -275,7 +300,7 @@ impl ArtifactStore {
     /// never `current` itself. Returns the deleted paths. Run it only after the whole line
     /// succeeded for `current`'s revision.
     pub fn gc(&self, current: &Artifact) -> Result<Vec<PathBuf>, StoreError> {
-        let current_path = self.local_path(current);
+        let current_path = self.checked_path(current)?;
         let Some(dir) = current_path.parent().map(Path::to_path_buf) else {
             return Ok(Vec::new());
         };

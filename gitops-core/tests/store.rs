@@ -233,3 +233,37 @@ fn extraction_refuses_escapes_links_devices_and_oversize() {
     .unwrap_err();
     assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
 }
+
+#[test]
+fn artifact_paths_leaving_the_store_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::new(dir.path().join("store")).unwrap();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("a.yaml"), "a: 1\n").unwrap();
+    let key = ArtifactKey::new("GitRepository", "ns", "app").unwrap();
+    let rev = Revision::named(
+        "main",
+        Digest::new(Algorithm::Sha1, "1".repeat(40)).unwrap(),
+    );
+    let good = store
+        .archive_dir(&key, rev, src.path(), &|_, _| true)
+        .unwrap();
+    store.verify(&good).unwrap();
+    assert!(store.has(&good));
+    for bad in ["../../etc/passwd", "/etc/passwd", ""] {
+        let mut a = good.clone();
+        a.path = bad.into();
+        let out = tempfile::tempdir().unwrap();
+        assert!(!store.has(&a), "{bad}");
+        for err in [
+            store.verify(&a).unwrap_err(),
+            store.extract(&a, out.path()).unwrap_err(),
+            store.gc(&a).unwrap_err(),
+        ] {
+            assert!(
+                matches!(err, StoreError::InvalidPath { .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+}

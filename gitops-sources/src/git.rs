@@ -535,7 +535,7 @@ impl GitSource {
             let revision = self.revision(target.pointer.as_deref(), target.commit);
             let same_ignore =
                 last.metadata.get(METADATA_IGNORE).map(String::as_str) == Some(&ignore_fingerprint);
-            if last.has_revision(&revision) && same_ignore && store.local_path(last).is_file() {
+            if last.has_revision(&revision) && same_ignore && store.has(last) {
                 tracing::debug!(url = %self.redacted_url, %revision, "git revision unchanged");
                 return Ok(Fetched::Unchanged(last.clone()));
             }
