@@ -49,8 +49,9 @@ impl UnitStatus {
             .is_some_and(|c| c.status == Status::True)
     }
 
-    /// Marks the start of a reconcile: Reconciling=True (Progressing), Ready=Unknown unless it
-    /// was already set (Flux keeps the last Ready until the outcome is known).
+    /// Marks the start of a reconcile as kustomize-controller does: Reconciling=True and
+    /// Ready=Unknown, both `Progressing` with `message`; Stalled is cleared (a new attempt is
+    /// under way).
     pub fn mark_reconciling(&mut self, message: impl Into<String>) {
         let message = message.into();
         condition::set_condition(
@@ -60,15 +61,14 @@ impl UnitStatus {
             reason::PROGRESSING,
             message.clone(),
         );
-        if self.ready().is_none() {
-            condition::set_condition(
-                &mut self.conditions,
-                kind::READY,
-                Status::Unknown,
-                reason::PROGRESSING,
-                message,
-            );
-        }
+        condition::set_condition(
+            &mut self.conditions,
+            kind::READY,
+            Status::Unknown,
+            reason::PROGRESSING,
+            message,
+        );
+        condition::remove_condition(&mut self.conditions, kind::STALLED);
     }
 
     /// Records a success: Ready=True `ReconciliationSucceeded` "Applied revision: X".
@@ -139,7 +139,7 @@ impl UnitStatus {
 
     /// Records that the unit cannot start yet and will be retried without counting a failure
     /// (a dependency not Ready, the source has no artifact yet): Ready=False with `reason`,
-    /// Reconciling removed.
+    /// Reconciling and Stalled removed.
     pub fn mark_waiting(&mut self, reason: &str, message: impl Into<String>) {
         condition::set_condition(
             &mut self.conditions,
@@ -149,5 +149,31 @@ impl UnitStatus {
             message,
         );
         condition::remove_condition(&mut self.conditions, kind::RECONCILING);
+        condition::remove_condition(&mut self.conditions, kind::STALLED);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Stage, condition::reason};
+
+    #[test]
+    fn a_new_attempt_makes_ready_unknown_and_clears_stalled() {
+        let mut st = UnitStatus::default();
+        st.mark_failed(&Error::terminal(Stage::Render, "bad kustomization"), None);
+        assert!(st.is_stalled());
+        st.mark_reconciling("Fetching manifests");
+        let ready = st.ready().unwrap();
+        assert_eq!(
+            (ready.status, ready.reason.as_str()),
+            (Status::Unknown, reason::PROGRESSING)
+        );
+        assert!(!st.is_stalled());
+
+        st.mark_failed(&Error::terminal(Stage::Render, "bad kustomization"), None);
+        st.mark_dependency_not_ready("infra is not ready");
+        assert!(!st.is_stalled());
+        assert_eq!(st.ready().unwrap().reason, reason::DEPENDENCY_NOT_READY);
     }
 }
