@@ -143,6 +143,9 @@ struct Slot {
     requested: bool,
 }
 
+/// The shortest period between successful runs of a unit, whatever its interval says.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Marks a unit's run as finished when dropped, so that a cancelled (dropped) or panicking
 /// run does not leave the unit "running" forever; such a run makes the unit due at once.
 struct RunGuard<'a> {
@@ -417,10 +420,14 @@ impl Engine {
     fn finish(&self, name: &str, next: Duration) {
         if let Some(slot) = self.slots().get_mut(name) {
             slot.running = false;
+            let now = Instant::now();
             slot.next_run = if slot.requested {
-                Instant::now()
+                now
             } else {
-                Instant::now() + next
+                // An interval too large for the clock (`100000000h`) means "in a year".
+                now.checked_add(next)
+                    .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+                    .unwrap_or(now)
             };
         }
         self.inner.wake.notify_one();
@@ -554,7 +561,9 @@ impl Engine {
                     message,
                     Some(artifact.revision.clone()),
                 );
-                (status, self.inner.backoff.jittered(unit.timing.interval))
+                // A zero interval would spin: at least one second between runs.
+                let interval = unit.timing.interval.max(MIN_INTERVAL);
+                (status, self.inner.backoff.jittered(interval))
             }
             Err(failure) => self.fail(unit, failure, Some(&artifact.revision)),
         }
@@ -586,6 +595,7 @@ impl Engine {
         } else {
             cap
         };
-        (status, delay)
+        // A zero retry interval would spin: never sooner than the backoff's base delay.
+        (status, delay.max(self.inner.backoff.base))
     }
 }

@@ -73,7 +73,8 @@ impl Backoff {
             return interval;
         }
         let f = rand::rng().random_range(-self.jitter..=self.jitter);
-        interval.mul_f64((1.0 + f).max(0.0))
+        // Checked: a huge interval times 1.05 must not overflow (`mul_f64` would panic).
+        Duration::try_from_secs_f64(interval.as_secs_f64() * (1.0 + f).max(0.0)).unwrap_or(interval)
     }
 }
 
@@ -135,6 +136,13 @@ mod tests {
         assert_eq!(b.retry_after(3, cap), Duration::from_millis(3000));
         assert_eq!(b.retry_after(4, cap), cap);
         assert_eq!(b.retry_after(1000, cap), cap);
+    }
+
+    #[test]
+    fn extreme_intervals_do_not_overflow() {
+        let b = Backoff::default();
+        assert!(b.jittered(Duration::MAX) >= Duration::from_secs(1));
+        assert_eq!(b.retry_after(u32::MAX, Duration::MAX), b.base * (1 << 30));
     }
 
     #[test]

@@ -412,3 +412,35 @@ async fn a_cancelled_reconcile_does_not_leave_the_unit_running() {
     let st = engine.reconcile("app").await.expect("not AlreadyRunning");
     assert!(st.is_ready(), "{st:?}");
 }
+
+#[tokio::test]
+async fn extreme_intervals_neither_panic_nor_spin() {
+    let (engine, _dir) = engine();
+    let source = DirSource::new("app");
+    let applier = Arc::new(RecordingApplier::default());
+    let mut u = unit("app", source.clone(), applier.clone(), &[]);
+    u.timing.interval = Duration::MAX;
+    u.timing.retry_interval = Some(Duration::MAX);
+    engine.add(u);
+    assert!(engine.reconcile("app").await.unwrap().is_ready());
+
+    // A zero interval runs at most about once a second, not in a tight loop.
+    let mut u = unit("app", source.clone(), applier.clone(), &[]);
+    u.timing.interval = Duration::ZERO;
+    engine.add(u);
+    let runner = engine.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        runner
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let before = source.fetches.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let runs = source.fetches.load(Ordering::SeqCst) - before;
+    assert!((1..=3).contains(&runs), "{runs} runs in 1.5 s");
+    let _ = stop.send(());
+    task.await.unwrap();
+}
