@@ -2,8 +2,12 @@
 //!
 //! - [`SsaApplier::apply_all_staged`]: CRDs and Namespaces first (waited for), `*Class` kinds next,
 //!   the rest last, each object dry-run first so unchanged objects are reported and not written;
+//! - Flux's per-object policies (label or annotation): `kustomize.toolkit.fluxcd.io/reconcile:
+//!   disabled` or `ssa: Ignore` on the desired or live object skips it, `ssa: IfNotPresent` creates
+//!   but never patches (reported `skipped`);
 //! - [`SsaApplier::delete_all`]: prune stale inventory entries in reverse order, only when they still
-//!   carry the owner labels and are not marked `kustomize.toolkit.fluxcd.io/prune: disabled`;
+//!   carry the owner labels and are not marked `kustomize.toolkit.fluxcd.io/prune: disabled`
+//!   (nor `reconcile: disabled`, `ssa: Ignore`);
 //! - kinds resolved through cached discovery, so the applier works against any Kubernetes version
 //!   with untyped objects.
 //!

@@ -10,14 +10,22 @@ use crate::ssa::SsaApplier;
 /// Flux's per-object prune switch: `kustomize.toolkit.fluxcd.io/prune: disabled` (label or
 /// annotation, any case) keeps the object.
 pub const PRUNE_SWITCH: &str = "kustomize.toolkit.fluxcd.io/prune";
-/// Flux's per-object reconcile switch: `kustomize.toolkit.fluxcd.io/reconcile: disabled` keeps it too.
+/// Flux's per-object reconcile switch: `kustomize.toolkit.fluxcd.io/reconcile: disabled` keeps it
+/// from being applied (on the desired or the live object) and from being pruned.
 pub const RECONCILE_SWITCH: &str = "kustomize.toolkit.fluxcd.io/reconcile";
+/// Flux's apply policy (label or annotation, value case-insensitive): `Override` (default),
+/// `Merge`, `IfNotPresent` (create only, never patch) or `Ignore` (never apply, never prune).
+pub const SSA_POLICY: &str = "kustomize.toolkit.fluxcd.io/ssa";
+/// [`SSA_POLICY`] value: create the object when missing, never patch it.
+pub const SSA_IF_NOT_PRESENT: &str = "IfNotPresent";
+/// [`SSA_POLICY`] value: never apply, never prune.
+pub const SSA_IGNORE: &str = "Ignore";
 
 impl SsaApplier {
     /// Deletes the `stale` entries in reverse apply order (background propagation). An object is
     /// deleted only if it still carries every `owner` label with the same value and is not
     /// annotated or labelled `kustomize.toolkit.fluxcd.io/prune: disabled` (or `reconcile:
-    /// disabled`); otherwise it is reported `skipped`. Objects already gone are reported `deleted`.
+    /// disabled`, or `ssa: Ignore`); otherwise it is reported `skipped`. Objects already gone are reported `deleted`.
     /// Every entry is tried; failures are returned together at the end.
     pub async fn delete_all(
         &self,
@@ -88,6 +96,7 @@ impl SsaApplier {
         if !is_owned(&live, owner)
             || has_switch(&live, PRUNE_SWITCH, "disabled")
             || has_switch(&live, RECONCILE_SWITCH, "disabled")
+            || has_switch(&live, SSA_POLICY, SSA_IGNORE)
         {
             return Ok(Action::Skipped);
         }
@@ -114,7 +123,9 @@ fn is_owned(live: &DynamicObject, owner: &[(String, String)]) -> bool {
         .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
-fn has_switch(live: &DynamicObject, key: &str, value: &str) -> bool {
+/// Whether the live object has the label or annotation `key` equal to `value` (any case), as
+/// fluxcd/pkg's `AnyInMetadata`.
+pub(crate) fn has_switch(live: &DynamicObject, key: &str, value: &str) -> bool {
     let md = &live.metadata;
     [md.labels.as_ref(), md.annotations.as_ref()]
         .into_iter()

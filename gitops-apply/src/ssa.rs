@@ -142,6 +142,7 @@ impl SsaApplier {
         for p in planned {
             let action = match p.action {
                 Action::Unchanged => Action::Unchanged,
+                Action::Skipped => Action::Skipped,
                 action => {
                     p.api
                         .patch(
@@ -189,6 +190,25 @@ impl SsaApplier {
             op: "get",
             source,
         })?;
+        // Flux's exclusion and if-not-present selectors (fluxcd/pkg ssa `shouldSkipApply`):
+        // `reconcile: disabled` or `ssa: Ignore` on the desired or the live object skips it;
+        // `ssa: IfNotPresent` on the desired object skips it once it exists.
+        let excluded = is_excluded(|k, v| object.has_switch(k, v))
+            || live
+                .as_ref()
+                .is_some_and(|l| is_excluded(|k, v| crate::prune::has_switch(l, k, v)));
+        let if_not_present = live.is_some()
+            && object.has_switch(crate::prune::SSA_POLICY, crate::prune::SSA_IF_NOT_PRESENT);
+        if excluded || if_not_present {
+            return Ok(Planned {
+                id,
+                version: object.version().to_string(),
+                name,
+                api,
+                payload,
+                action: Action::Skipped,
+            });
+        }
         let dry = api
             .patch(
                 &name,
@@ -215,6 +235,14 @@ impl SsaApplier {
             action,
         })
     }
+}
+
+/// Whether metadata (through `matches(key, value)`, case-insensitive on values) carries one of
+/// Flux's exclusion markers: `kustomize.toolkit.fluxcd.io/reconcile: disabled` or
+/// `kustomize.toolkit.fluxcd.io/ssa: Ignore`.
+fn is_excluded(matches: impl Fn(&str, &str) -> bool) -> bool {
+    matches(crate::prune::RECONCILE_SWITCH, "disabled")
+        || matches(crate::prune::SSA_POLICY, crate::prune::SSA_IGNORE)
 }
 
 struct Planned {

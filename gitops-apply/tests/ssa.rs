@@ -262,3 +262,113 @@ spec:
         "w1 was deleted"
     );
 }
+
+/// Flux's per-object apply policies on a real API server: `reconcile: disabled` and `ssa:
+/// Ignore` (on the desired or the live object) skip the apply, `ssa: IfNotPresent` creates but
+/// never patches, and prune leaves `ssa: Ignore` objects alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_disabled_and_ssa_policies_skip_as_flux_does() {
+    let env = TestEnv::builder()
+        .controller_manager(false)
+        .node_simulator(false)
+        .start()
+        .await
+        .unwrap();
+    let applier = SsaApplier::new(env.client());
+    let cm = |name: &str, value: &str, meta: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: default\n{meta}data:\n  k: {value}\n"
+        )
+    };
+    let first = objects_from_yaml(
+        &[
+            cm("edited-live", "git", ""),
+            cm(
+                "create-once",
+                "git",
+                "  annotations:\n    kustomize.toolkit.fluxcd.io/ssa: IfNotPresent\n",
+            ),
+            cm(
+                "ignored",
+                "git",
+                "  annotations:\n    kustomize.toolkit.fluxcd.io/ssa: ignore\n",
+            ),
+        ]
+        .join("---\n"),
+    );
+    let cs = applier.apply_all_staged(&first).await.unwrap();
+    assert_eq!(
+        actions(&cs),
+        [
+            "ConfigMap/default/create-once created",
+            "ConfigMap/default/edited-live created",
+            "ConfigMap/default/ignored skipped"
+        ]
+    );
+    let cms = api(&env.client(), "", "v1", "ConfigMap", "default");
+    assert!(
+        cms.get_opt("ignored").await.unwrap().is_none(),
+        "ssa: Ignore is never applied"
+    );
+
+    // Someone edits the live objects and marks one `reconcile: disabled` in the cluster.
+    for (name, meta) in [
+        (
+            "edited-live",
+            serde_json::json!({"labels": {"kustomize.toolkit.fluxcd.io/reconcile": "disabled"}}),
+        ),
+        ("create-once", serde_json::json!({})),
+    ] {
+        cms.patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"metadata": meta, "data": {"k": "hand-edited"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let second = objects_from_yaml(
+        &[
+            cm("edited-live", "git-v2", ""),
+            cm(
+                "create-once",
+                "git-v2",
+                "  annotations:\n    kustomize.toolkit.fluxcd.io/ssa: IfNotPresent\n",
+            ),
+        ]
+        .join("---\n"),
+    );
+    let cs = applier.apply_all_staged(&second).await.unwrap();
+    assert_eq!(
+        actions(&cs),
+        [
+            "ConfigMap/default/create-once skipped",
+            "ConfigMap/default/edited-live skipped"
+        ]
+    );
+    for name in ["edited-live", "create-once"] {
+        let live = cms.get(name).await.unwrap();
+        assert_eq!(
+            live.data["data"]["k"], "hand-edited",
+            "{name} was not patched"
+        );
+    }
+
+    // Prune keeps an object that is `ssa: Ignore` in the cluster.
+    cms.patch(
+        "create-once",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"metadata": {"annotations": {"kustomize.toolkit.fluxcd.io/ssa": "Ignore"}}})),
+    )
+    .await
+    .unwrap();
+    let stale = [gitops_core::InventoryEntry {
+        id: "default_create-once__ConfigMap".into(),
+        v: "v1".into(),
+    }];
+    let cs = applier.delete_all(&stale, &[]).await.unwrap();
+    assert_eq!(actions(&cs), ["ConfigMap/default/create-once skipped"]);
+    assert!(cms.get_opt("create-once").await.unwrap().is_some());
+}
