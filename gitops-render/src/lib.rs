@@ -75,4 +75,4 @@ pub mod fuzzing {
     }
 }
 pub use renderer::KustomizeRenderer;
-pub use substitute::{PostBuild, SUBSTITUTE_SWITCH, Strategy, SubstituteError};
+pub use substitute::{PostBuild, SUBSTITUTE_SWITCH, Strategy, SubstituteError, WithPostBuild};

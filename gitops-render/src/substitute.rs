@@ -543,3 +543,45 @@ mod tests {
         assert!(matches!(err, SubstituteError::InvalidName { .. }), "{err}");
     }
 }
+
+/// A [`gitops_core::Renderer`] that runs Flux's post-build substitution after another
+/// renderer, as kustomize-controller does after its kustomize build: e.g.
+/// `WithPostBuild::new(KustomizeRenderer::new(), PostBuild::new().vars([("CLUSTER", "prod")])?)`.
+/// Substitution errors are terminal render errors (bad input until a new revision or new vars).
+#[derive(Debug, Clone)]
+pub struct WithPostBuild<R> {
+    inner: R,
+    post_build: PostBuild,
+}
+
+impl<R: gitops_core::Renderer> WithPostBuild<R> {
+    /// `inner`, followed by `post_build`.
+    pub fn new(inner: R, post_build: PostBuild) -> Self {
+        WithPostBuild { inner, post_build }
+    }
+
+    fn substitute(
+        &self,
+        objects: Result<Vec<Object>, gitops_core::Error>,
+    ) -> Result<Vec<Object>, gitops_core::Error> {
+        let mut objects = objects?;
+        self.post_build
+            .apply(&mut objects)
+            .map_err(|e| gitops_core::Error::terminal(gitops_core::Stage::Render, e))?;
+        Ok(objects)
+    }
+}
+
+impl<R: gitops_core::Renderer> gitops_core::Renderer for WithPostBuild<R> {
+    fn render(&self, dir: &std::path::Path) -> Result<Vec<Object>, gitops_core::Error> {
+        self.substitute(self.inner.render(dir))
+    }
+
+    fn render_in(
+        &self,
+        root: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> Result<Vec<Object>, gitops_core::Error> {
+        self.substitute(self.inner.render_in(root, dir))
+    }
+}

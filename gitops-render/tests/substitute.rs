@@ -92,3 +92,30 @@ fn substitution_that_breaks_yaml_is_an_error() {
         .unwrap_err();
     assert!(matches!(err, SubstituteError::Yaml { .. }), "{err}");
 }
+
+#[test]
+fn with_post_build_substitutes_after_the_kustomize_build() {
+    use gitops_core::Renderer;
+    use gitops_render::WithPostBuild;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/postbuild");
+    let post = PostBuild::new()
+        .vars([
+            ("REPLICAS", "2"),
+            ("GREETING", "hi"),
+            ("CLUSTER_NAME", "dev"),
+        ])
+        .unwrap()
+        .strict(true);
+    let objs = WithPostBuild::new(KustomizeRenderer::new(), post)
+        .render_in(&dir, &dir)
+        .unwrap();
+    let deploy = objs.iter().find(|o| o.kind() == "Deployment").unwrap();
+    assert_eq!(deploy.as_map()["spec"]["replicas"], serde_json::json!(2));
+
+    let strict = PostBuild::new().vars([("X", "1")]).unwrap().strict(true);
+    let err = WithPostBuild::new(KustomizeRenderer::new(), strict)
+        .render(&dir)
+        .unwrap_err();
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("REPLICAS"), "{err}");
+}
