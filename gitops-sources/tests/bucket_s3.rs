@@ -175,6 +175,10 @@ async fn fetches_then_is_unchanged_then_downloads_only_what_changed() {
 async fn prefix_sourceignore_and_spec_ignore_filter_keys() {
     let s3 = server_with(&[
         (".sourceignore", "apps/skip/\n"),
+        // Folder markers, as consoles create them: skipped, like Flux skips keys ending in `/`.
+        ("apps/", ""),
+        ("apps/sub/", ""),
+        ("apps/sub/s.yaml", "s\n"),
         ("apps/a.yaml", "a\n"),
         ("apps/readme.md", "docs\n"),
         ("apps/skip/x.yaml", "x\n"),
@@ -188,7 +192,7 @@ async fn prefix_sourceignore_and_spec_ignore_filter_keys() {
 
     let mut with_prefix = spec(&s3, BUCKET);
     with_prefix.prefix = Some("apps/".into());
-    with_prefix.ignore = Some("*.md\n".into());
+    with_prefix.ignore = Some("*.md\n/apps/sub/s.yaml\n".into());
     let src = source(with_prefix);
     let Fetched::New(art) = src.fetch(&store, None).await.unwrap() else {
         panic!("expected a new artifact")
@@ -221,7 +225,8 @@ async fn prefix_sourceignore_and_spec_ignore_filter_keys() {
             "apples/b.yaml",
             "apps/a.yaml",
             "apps/logo.png",
-            "apps/readme.md"
+            "apps/readme.md",
+            "apps/sub/s.yaml"
         ]
     );
 
