@@ -5,6 +5,7 @@
 //! | module | what | cargo feature |
 //! | --- | --- | --- |
 //! | [`git`] | [`GitSource`]: Flux's GitRepository over `file://`, `git://` and smart HTTP(S), via gix | `git` (default) |
+//! | [`bucket`] | [`BucketSource`]: Flux's Bucket over S3-compatible stores, AWS, GCS and Azure Blob, via object_store | `bucket` |
 //! | [`sourceignore`] | Flux's `.sourceignore` / `spec.ignore` / default exclusions, for any source | always |
 //! | [`semver_range`] | Masterminds/semver v3 ranges (Flux's `ref.semver`) on top of the `semver` crate | always |
 //!
@@ -16,11 +17,15 @@
 //! HTTPS uses rustls with the ring provider: the Git source installs it as the process default
 //! crypto provider on first HTTP use unless the application installed one.
 
+#[cfg(feature = "bucket")]
+pub mod bucket;
 #[cfg(feature = "git")]
 pub mod git;
 pub mod semver_range;
 pub mod sourceignore;
 
+#[cfg(feature = "bucket")]
+pub use bucket::{BucketAuth, BucketError, BucketProvider, BucketSource, BucketSpec};
 #[cfg(feature = "git")]
 pub use git::{GitAuth, GitError, GitReference, GitRepositorySpec, GitSource};
 pub use sourceignore::SourceIgnore;

@@ -52,6 +52,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # The S3 server
+//!
+//! [`S3Server`] runs moto's `moto_server` on a free loopback port for Bucket sources.
+//!
 //! # The Git server
 //!
 //! [`GitHttpServer`] serves the bare repositories under a folder over smart HTTP on
@@ -74,9 +78,11 @@ mod error;
 pub mod git_http;
 mod node_sim;
 mod process;
+pub mod s3;
 
 pub use assets::{KUBERNETES_VERSION, assets_dir, default_assets_dir};
 pub use env::{DEFAULT_START_TIMEOUT, TestEnv, TestEnvBuilder};
 pub use error::Error;
 pub use git_http::GitHttpServer;
 pub use node_sim::NODE_NAME;
+pub use s3::{S3_START_TIMEOUT, S3Server};

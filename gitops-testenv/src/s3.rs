@@ -1,0 +1,276 @@
+//! [`S3Server`]: an S3-compatible server for tests, moto's `moto_server` (PyPI `moto[server]`)
+//! run as a child process on a free loopback port.
+//!
+//! moto keeps buckets in memory, answers with path-style addressing
+//! (`http://127.0.0.1:PORT/<bucket>/<key>`), accepts any credentials (it does not check request
+//! signatures unless auth enforcement is set up) and returns ETags in `ListObjectsV2` (the quoted
+//! MD5 of single-part uploads). Its log holds one line per request (`"GET /b/k HTTP/1.1" 200`),
+//! which [`S3Server::requests`] exposes so tests can count downloads.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::Error;
+use crate::process::{Proc, log_tail};
+
+/// How long [`S3Server::start`] waits for moto to answer `GET /moto-api/`.
+pub const S3_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A throw-away `Authorization` header: moto wants one on some calls (DELETE answers 403
+/// without it) but does not verify the signature.
+const FAKE_AUTH: &str = "AWS4-HMAC-SHA256 Credential=test/20200101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+
+/// A running `moto_server` on `127.0.0.1`, in a temporary folder holding its log. Stopped (SIGTERM,
+/// then SIGKILL, by PID) by [`S3Server::stop`] or when dropped.
+///
+/// `moto_server` must be on `PATH` (`pip install 'moto[server]'`; `cargo xtask ci` installs it).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), gitops_testenv::Error> {
+/// let s3 = gitops_testenv::S3Server::start().await?;
+/// s3.create_bucket("flux").await?;
+/// s3.put_object("flux", "deploy/app.yaml", b"kind: ConfigMap\n").await?;
+/// let endpoint = s3.url(); // http://127.0.0.1:PORT, path-style
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct S3Server {
+    proc: Option<Proc>,
+    url: String,
+    addr: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl S3Server {
+    /// Starts `moto_server -H 127.0.0.1 -p 0`, reads the port it chose from its log
+    /// (`Running on http://127.0.0.1:NNNNN`) and polls `GET /moto-api/` until it answers 200,
+    /// for at most [`S3_START_TIMEOUT`].
+    ///
+    /// Errors: [`Error::Io`] when `moto_server` cannot be started (not installed),
+    /// [`Error::ProcessExited`] when it exits, [`Error::NotReady`] on timeout.
+    pub async fn start() -> Result<S3Server, Error> {
+        let dir = tempfile::Builder::new()
+            .prefix("gitops-s3-")
+            .tempdir()
+            .map_err(|e| Error::io("creating a temporary folder for moto_server", e))?;
+        let log = dir.path().join("moto.log");
+        let mut proc = Proc::spawn(
+            "moto_server",
+            Path::new("moto_server"),
+            &["-H".into(), "127.0.0.1".into(), "-p".into(), "0".into()],
+            log.clone(),
+        )
+        .map_err(|e| match e {
+            Error::Io { context, source } => Error::Io {
+                context: format!("{context} (install it with `pip install 'moto[server]'`)"),
+                source,
+            },
+            other => other,
+        })?;
+        let deadline = Instant::now() + S3_START_TIMEOUT;
+        let url = loop {
+            proc.check_running()?;
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(url) = running_url(&text) {
+                break url;
+            }
+            if Instant::now() > deadline {
+                return Err(proc.not_ready(S3_START_TIMEOUT, "the `Running on` line"));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        let addr = url.trim_start_matches("http://").to_string();
+        loop {
+            proc.check_running()?;
+            if let Ok((200, _)) = request(&addr, "GET", "/moto-api/", &[]).await {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(proc.not_ready(S3_START_TIMEOUT, "GET /moto-api/ answering 200"));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        tracing::debug!(pid = proc.pid(), %url, "moto_server ready");
+        Ok(S3Server {
+            proc: Some(proc),
+            url,
+            addr,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// The endpoint, `http://127.0.0.1:PORT` (use path-style addressing).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The process id of `moto_server`, `None` once stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
+    /// Creates the bucket `name` (at least 3 characters, S3 naming rules).
+    /// Errors: [`Error::Io`] naming the bucket and the HTTP status when moto refuses.
+    pub async fn create_bucket(&self, name: &str) -> Result<(), Error> {
+        self.call(
+            "PUT",
+            &format!("/{}", encode(name)),
+            &[],
+            &format!("creating bucket {name}"),
+        )
+        .await
+    }
+
+    /// Uploads `bytes` as `bucket`/`key` in one part (so its ETag is the quoted MD5 of `bytes`).
+    /// Any key S3 allows works, including `../x` (segments are percent-encoded).
+    pub async fn put_object(&self, bucket: &str, key: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.call(
+            "PUT",
+            &object_path(bucket, key),
+            bytes,
+            &format!("putting {bucket}/{key}"),
+        )
+        .await
+    }
+
+    /// Deletes `bucket`/`key` (S3 answers success for a missing key too).
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<(), Error> {
+        self.call(
+            "DELETE",
+            &object_path(bucket, key),
+            &[],
+            &format!("deleting {bucket}/{key}"),
+        )
+        .await
+    }
+
+    /// The request lines moto logged so far, in order, e.g. `GET /flux/deploy/app.yaml HTTP/1.1`
+    /// (paths as sent, percent-encoded). Reads the log file, so it includes this helper's calls.
+    pub fn requests(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let start = l.find('"')? + 1;
+                let end = start + l[start..].find('"')?;
+                Some(l[start..end].to_string())
+            })
+            .collect()
+    }
+
+    /// The end of moto's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log, 40)
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after a grace period) and waits for it. Later
+    /// requests to [`S3Server::url`] are refused. Idempotent.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop();
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: &[u8], what: &str) -> Result<(), Error> {
+        let (status, text) = request(&self.addr, method, path, body)
+            .await
+            .map_err(|e| Error::io(what.to_string(), e))?;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(Error::io(
+                what.to_string(),
+                std::io::Error::other(format!("HTTP {status}: {}", text.trim())),
+            ))
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The URL in werkzeug's `Running on http://127.0.0.1:NNNNN` line.
+fn running_url(log: &str) -> Option<String> {
+    let at = log.find("Running on http://")? + "Running on ".len();
+    let rest = &log[at..];
+    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+    let url = rest[..end].trim_end_matches('/');
+    url.rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok_and(|p| p != 0))
+        .then(|| url.to_string())
+}
+
+fn object_path(bucket: &str, key: &str) -> String {
+    format!("/{}/{}", encode(bucket), encode(key))
+}
+
+/// Percent-encodes everything but unreserved characters, so that neither `/` nor `.` segments
+/// are interpreted on the way (moto decodes the key).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns the status and the body as text.
+async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {FAKE_AUTH}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 30s"))??;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:.200}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_port_moto_chose() {
+        let log = "WARNING: dev server\n * Running on http://127.0.0.1:41133\nPress CTRL+C\n";
+        assert_eq!(running_url(log).as_deref(), Some("http://127.0.0.1:41133"));
+        assert_eq!(running_url(" * Running on http://127.0.0.1:0\n"), None);
+        assert_eq!(running_url("starting"), None);
+    }
+
+    #[test]
+    fn keys_are_encoded_segment_safe() {
+        assert_eq!(object_path("b", "../x"), "/b/%2E%2E%2Fx");
+        assert_eq!(object_path("b", "dir/a b.yaml"), "/b/dir%2Fa%20b%2Eyaml");
+    }
+}
