@@ -5,6 +5,7 @@
 //! | module | what | cargo feature |
 //! | --- | --- | --- |
 //! | [`git`] | [`GitSource`]: Flux's GitRepository over `file://`, `git://` and smart HTTP(S), via gix | `git` (default) |
+//! | [`oci`] | `OciSource`: Flux's OCIRepository, plus `flux push/pull artifact`, via oci-client | `oci` |
 //! | [`sourceignore`] | Flux's `.sourceignore` / `spec.ignore` / default exclusions, for any source | always |
 //! | [`semver_range`] | Masterminds/semver v3 ranges (Flux's `ref.semver`) on top of the `semver` crate | always |
 //!
@@ -18,9 +19,13 @@
 
 #[cfg(feature = "git")]
 pub mod git;
+#[cfg(feature = "oci")]
+pub mod oci;
 pub mod semver_range;
 pub mod sourceignore;
 
 #[cfg(feature = "git")]
 pub use git::{GitAuth, GitError, GitReference, GitRepositorySpec, GitSource};
+#[cfg(feature = "oci")]
+pub use oci::{OciAuth, OciError, OciRepositorySpec, OciSource};
 pub use sourceignore::SourceIgnore;
