@@ -342,16 +342,16 @@ pub enum OciError {
         /// Why no layer fits.
         reason: String,
     },
-    /// A downloaded blob does not hash to its descriptor's digest (or has another size).
-    /// Terminal: the registry content is wrong.
-    #[error("oci repository {url}: blob digest mismatch: expected {expected}, got {actual}")]
+    /// A downloaded manifest or blob does not hash to the digest it was asked for (or has
+    /// another size). Terminal: the registry content is wrong.
+    #[error("oci repository {url}: {what}: digest verification failed: {message}")]
     DigestMismatch {
         /// The URL.
         url: String,
-        /// The descriptor's digest (and size).
-        expected: String,
-        /// What was downloaded.
-        actual: String,
+        /// What was being downloaded, e.g. `pulling layer sha256:<hex>`.
+        what: String,
+        /// Expected and actual digest.
+        message: String,
     },
     /// The layer's tarball was refused (unsafe entry, over a limit, not a tar.gz). Terminal.
     #[error("oci repository {url}: {reference}: unsafe or invalid layer: {source}")]
@@ -558,8 +558,8 @@ impl Registry {
             OciDistributionError::DigestError(_) => {
                 return OciError::DigestMismatch {
                     url,
-                    expected: format!("the digest of {operation}"),
-                    actual: message,
+                    what: operation.to_string(),
+                    message,
                 };
             }
             OciDistributionError::UnauthorizedError { .. }
@@ -666,8 +666,8 @@ impl Registry {
         if manifest_digest != digest {
             return Err(OciError::DigestMismatch {
                 url: self.repo.url.clone(),
-                expected: digest.to_string(),
-                actual: manifest_digest,
+                what: "pulling the manifest".into(),
+                message: format!("expected {digest}, got {manifest_digest}"),
             });
         }
         let layer = match media_type {
@@ -719,8 +719,11 @@ impl Registry {
         if actual != expected || i64::try_from(size).ok() != Some(layer.size) {
             return Err(OciError::DigestMismatch {
                 url: self.repo.url.clone(),
-                expected: format!("{expected} ({} bytes)", layer.size),
-                actual: format!("{actual} ({size} bytes)"),
+                what: operation,
+                message: format!(
+                    "expected {expected} ({} bytes), got {actual} ({size} bytes)",
+                    layer.size
+                ),
             });
         }
         Ok(PulledLayer {
