@@ -6,6 +6,7 @@
 //! | --- | --- | --- |
 //! | [`git`] | [`GitSource`]: Flux's GitRepository over `file://`, `git://` and smart HTTP(S), via gix | `git` (default) |
 //! | [`bucket`] | [`BucketSource`]: Flux's Bucket over S3-compatible stores, AWS, GCS and Azure Blob, via object_store | `bucket` |
+//! | [`oci`] | `OciSource`: Flux's OCIRepository, plus `flux push/pull artifact`, via oci-client | `oci` |
 //! | [`sourceignore`] | Flux's `.sourceignore` / `spec.ignore` / default exclusions, for any source | always |
 //! | [`semver_range`] | Masterminds/semver v3 ranges (Flux's `ref.semver`) on top of the `semver` crate | always |
 //!
@@ -21,6 +22,8 @@
 pub mod bucket;
 #[cfg(feature = "git")]
 pub mod git;
+#[cfg(feature = "oci")]
+pub mod oci;
 pub mod semver_range;
 pub mod sourceignore;
 
@@ -28,4 +31,6 @@ pub mod sourceignore;
 pub use bucket::{BucketAuth, BucketError, BucketProvider, BucketSource, BucketSpec};
 #[cfg(feature = "git")]
 pub use git::{GitAuth, GitError, GitReference, GitRepositorySpec, GitSource};
+#[cfg(feature = "oci")]
+pub use oci::{OciAuth, OciError, OciRepositorySpec, OciSource};
 pub use sourceignore::SourceIgnore;

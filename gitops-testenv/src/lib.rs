@@ -1,5 +1,6 @@
 //! Real components for tests, like controller-runtime's envtest: a local Kubernetes control plane
-//! ([`TestEnv`]) and a Git smart-HTTP server ([`GitHttpServer`]).
+//! ([`TestEnv`]), a Git smart-HTTP server ([`GitHttpServer`]) and an OCI registry
+//! ([`OciRegistry`], see [`registry`]).
 //!
 //! # The control plane
 //!
@@ -78,6 +79,7 @@ mod error;
 pub mod git_http;
 mod node_sim;
 mod process;
+pub mod registry;
 pub mod s3;
 
 pub use assets::{KUBERNETES_VERSION, assets_dir, default_assets_dir};
@@ -85,4 +87,5 @@ pub use env::{DEFAULT_START_TIMEOUT, TestEnv, TestEnvBuilder};
 pub use error::Error;
 pub use git_http::GitHttpServer;
 pub use node_sim::NODE_NAME;
+pub use registry::OciRegistry;
 pub use s3::{S3_START_TIMEOUT, S3Server};

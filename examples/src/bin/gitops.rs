@@ -3,7 +3,12 @@
 //! ```text
 //! gitops build <dir>                      # prints what `kubectl kustomize <dir>` prints
 //! gitops reconcile --url <git url> [--branch B|--tag T|--semver R|--commit C] [--path P] [--prune]
+//! gitops push artifact oci://HOST/REPO:TAG --path DIR --source URL --revision REV [--insecure] [--creds user:pass]
+//! gitops pull artifact oci://HOST/REPO:TAG --output DIR [--insecure] [--creds user:pass]
 //! ```
+//! `push artifact` / `pull artifact` work as `flux push artifact` / `flux pull artifact`: the
+//! folder becomes one Flux content layer with the source and revision annotations; `push` prints
+//! the manifest digest, `pull` extracts the verified layer and prints the digest.
 //! `reconcile` does one reconcile against the current kubeconfig and prints the change set. The
 //! inventory is kept in the ConfigMap `gitops-inventory-<name>` (namespace `--namespace`), so a
 //! later `--prune` run deletes what left Git.
@@ -19,6 +24,7 @@ use gitops_core::pipeline::{ApplySpec, OwnerLabels, Reconcile};
 use gitops_core::{ArtifactKey, ArtifactStore, Inventory, Source};
 use gitops_render::KustomizeRenderer;
 use gitops_sources::git::{GitAuth, GitReference, GitRepositorySpec, GitSource};
+use gitops_sources::oci::{self, OciAuth};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 
@@ -42,6 +48,78 @@ enum Command {
     },
     /// One reconcile of a Git repository path against the current kubeconfig.
     Reconcile(Box<ReconcileArgs>),
+    /// Push to an OCI registry (as `flux push`).
+    #[command(subcommand)]
+    Push(PushCommand),
+    /// Pull from an OCI registry (as `flux pull`).
+    #[command(subcommand)]
+    Pull(PullCommand),
+}
+
+#[derive(Subcommand)]
+enum PushCommand {
+    /// Pack a folder and push it as a Flux artifact; prints the manifest digest.
+    Artifact(PushArtifactArgs),
+}
+
+#[derive(Subcommand)]
+enum PullCommand {
+    /// Pull a Flux artifact and extract it into a folder; prints the manifest digest.
+    Artifact(PullArtifactArgs),
+}
+
+#[derive(clap::Args)]
+struct PushArtifactArgs {
+    /// `oci://HOST/REPO:TAG` (tag `latest` when omitted).
+    url: String,
+    /// The folder to pack.
+    #[arg(long)]
+    path: PathBuf,
+    /// Where the content comes from (annotation `org.opencontainers.image.source`).
+    #[arg(long)]
+    source: String,
+    /// Its revision, e.g. `main@sha1:<hex>` (annotation `org.opencontainers.image.revision`).
+    #[arg(long)]
+    revision: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(clap::Args)]
+struct PullArtifactArgs {
+    /// `oci://HOST/REPO:TAG` (tag `latest` when omitted).
+    url: String,
+    /// The folder to extract into (created when missing).
+    #[arg(long, short)]
+    output: PathBuf,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(clap::Args)]
+struct RegistryArgs {
+    /// Use plain HTTP instead of HTTPS.
+    #[arg(long)]
+    insecure: bool,
+    /// Basic auth credentials, `user:password`.
+    #[arg(long)]
+    creds: Option<String>,
+}
+
+impl RegistryArgs {
+    fn auth(&self) -> Result<OciAuth> {
+        match &self.creds {
+            None => Ok(OciAuth::Anonymous),
+            Some(c) => {
+                let (username, password) =
+                    c.split_once(':').context("--creds must be user:password")?;
+                Ok(OciAuth::Basic {
+                    username: username.to_string(),
+                    password: password.to_string(),
+                })
+            }
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -103,6 +181,35 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Reconcile(args) => reconcile(*args).await,
+        Command::Push(PushCommand::Artifact(args)) => {
+            let digest = oci::push_artifact(
+                &args.url,
+                &args.path,
+                &args.source,
+                &args.revision,
+                &args.registry.auth()?,
+                args.registry.insecure,
+            )
+            .await?;
+            eprintln!("pushed {} to {}", args.path.display(), args.url);
+            println!("{digest}");
+            Ok(())
+        }
+        Command::Pull(PullCommand::Artifact(args)) => {
+            let pulled = oci::pull_artifact(
+                &args.url,
+                &args.output,
+                &args.registry.auth()?,
+                args.registry.insecure,
+            )
+            .await?;
+            for (k, v) in &pulled.annotations {
+                eprintln!("{k}: {v}");
+            }
+            eprintln!("extracted {} to {}", args.url, args.output.display());
+            println!("{}", pulled.digest);
+            Ok(())
+        }
     }
 }
 
