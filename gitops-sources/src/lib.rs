@@ -7,6 +7,7 @@
 //! | [`git`] | [`GitSource`]: Flux's GitRepository over `file://`, `git://` and smart HTTP(S), via gix | `git` (default) |
 //! | [`bucket`] | [`BucketSource`]: Flux's Bucket over S3-compatible stores, AWS, GCS and Azure Blob, via object_store | `bucket` |
 //! | [`oci`] | `OciSource`: Flux's OCIRepository, plus `flux push/pull artifact`, via oci-client | `oci` |
+//! | [`server`] | `ArtifactServer` (source-controller's artifact HTTP server) and `fetch_artifact` (the consumer's download, verify, untar), via axum and reqwest | `server` |
 //! | [`sourceignore`] | Flux's `.sourceignore` / `spec.ignore` / default exclusions, for any source | always |
 //! | [`semver_range`] | Masterminds/semver v3 ranges (Flux's `ref.semver`) on top of the `semver` crate | always |
 //!
@@ -25,6 +26,8 @@ pub mod git;
 #[cfg(feature = "oci")]
 pub mod oci;
 pub mod semver_range;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod sourceignore;
 
 #[cfg(feature = "bucket")]
