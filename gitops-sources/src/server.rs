@@ -127,18 +127,30 @@ impl ArtifactServer {
         url
     }
 
-    /// Stops accepting connections, lets requests in flight finish, and waits for the server
-    /// task. Errors: [`ServerError::Serve`] if the server had failed or panicked.
-    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+    /// Stops accepting connections, lets requests in flight finish for up to 5 seconds (Flux's
+    /// graceful shutdown of the storage server), then aborts what is left (a slow download is
+    /// cut). Errors: [`ServerError::Serve`] if the server had failed or panicked.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.shutdown_within(Duration::from_secs(5)).await
+    }
+
+    /// [`ArtifactServer::shutdown`] with another grace period.
+    pub async fn shutdown_within(mut self, grace: Duration) -> Result<(), ServerError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        match self.task.take() {
-            Some(task) => match task.await {
-                Ok(r) => r.map_err(ServerError::Serve),
-                Err(e) => Err(ServerError::Serve(io::Error::other(e))),
-            },
-            None => Ok(()),
+        let Some(mut task) = self.task.take() else {
+            return Ok(());
+        };
+        match tokio::time::timeout(grace, &mut task).await {
+            Ok(Ok(r)) => r.map_err(ServerError::Serve),
+            Ok(Err(e)) => Err(ServerError::Serve(io::Error::other(e))),
+            Err(_) => {
+                tracing::warn!(addr = %self.local_addr, "artifact server: grace period over, aborting open connections");
+                task.abort();
+                let _ = task.await;
+                Ok(())
+            }
         }
     }
 }
@@ -424,6 +436,7 @@ pub struct Fetched {
 pub struct ArtifactFetcher {
     client: reqwest::Client,
     limits: FetchLimits,
+    host_override: Option<String>,
 }
 
 impl ArtifactFetcher {
@@ -438,7 +451,20 @@ impl ArtifactFetcher {
             .timeout(limits.timeout)
             .connect_timeout(limits.connect_timeout)
             .build()?;
-        Ok(ArtifactFetcher { client, limits })
+        Ok(ArtifactFetcher {
+            client,
+            limits,
+            host_override: None,
+        })
+    }
+
+    /// Replaces the host (and port, when given) of every artifact URL with `host_port`, e.g.
+    /// `localhost:9090`: Flux's `SOURCE_CONTROLLER_LOCALHOST`, for a consumer running outside
+    /// the cluster while sources advertise in-cluster URLs. [`ArtifactFetcher::fetch`] returns
+    /// [`FetchError::InvalidUrl`] if the result does not parse.
+    pub fn with_host_override(mut self, host_port: impl Into<String>) -> Self {
+        self.host_override = Some(host_port.into());
+        self
     }
 
     /// Downloads `url` to an anonymous temp file while hashing it, refuses a body over
@@ -459,7 +485,17 @@ impl ArtifactFetcher {
             url: url.to_string(),
             reason: reason.to_string(),
         };
-        let parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+        let mut parsed = reqwest::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+        if let Some(host_port) = &self.host_override {
+            let swapped = format!("{}://{host_port}", parsed.scheme());
+            let base = reqwest::Url::parse(&swapped).map_err(|e| invalid(&e.to_string()))?;
+            parsed
+                .set_host(base.host_str())
+                .map_err(|e| invalid(&e.to_string()))?;
+            parsed
+                .set_port(base.port())
+                .map_err(|()| invalid("host override: cannot set the port"))?;
+        }
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(invalid("scheme is not http or https"));
         }

@@ -341,3 +341,56 @@ async fn missing_oversized_and_stopped_server_errors() {
     assert!(err.is_retryable());
     assert!(!dest.exists());
 }
+
+#[tokio::test]
+async fn host_override_reaches_an_in_cluster_advertised_url() {
+    let mut fx = fixture();
+    let server = ArtifactServer::bind(
+        fx.store.clone(),
+        "127.0.0.1:0",
+        Some("http://source-controller.flux-system.svc.cluster.local."),
+    )
+    .await
+    .unwrap();
+    fx.artifact.url = server.url_for(&fx.artifact);
+    let dest = fx.dir.path().join("out");
+    let fetcher = ArtifactFetcher::new(FetchLimits::default())
+        .unwrap()
+        .with_host_override(server.local_addr().to_string());
+    fetcher.fetch_artifact(&fx.artifact, &dest).await.unwrap();
+    assert!(dest.join("deploy/cm.yaml").is_file());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_cuts_a_stalled_download_after_the_grace_period() {
+    let fx = fixture();
+    // Larger than the socket buffers, so the response cannot be written out in full.
+    let big = fx
+        .store
+        .root()
+        .join("gitrepository/default/podinfo/big.tar.gz");
+    fs::write(&big, vec![0u8; 32 << 20]).unwrap();
+    let server = ArtifactServer::bind(fx.store.clone(), "127.0.0.1:0", None)
+        .await
+        .unwrap();
+    // A client that sends a request and never reads nor closes: a download in flight.
+    let mut s = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let req = "GET /gitrepository/default/podinfo/big.tar.gz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    s.write_all(req.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    server
+        .shutdown_within(std::time::Duration::from_millis(300))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(300),
+        "shutdown should wait for the download in flight, took {took:?}"
+    );
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    drop(s);
+}
