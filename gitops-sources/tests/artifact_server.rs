@@ -394,3 +394,79 @@ async fn shutdown_cuts_a_stalled_download_after_the_grace_period() {
     assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
     drop(s);
 }
+
+/// A one-connection HTTP server answering with `head` then `body_chunks` (chunked encoding when
+/// `head` says so); returns its URL.
+async fn mock_once(head: &'static str, body_chunks: Vec<Vec<u8>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(head.as_bytes()).await;
+        for chunk in body_chunks {
+            let frame = [
+                format!("{:x}\r\n", chunk.len()).into_bytes(),
+                chunk,
+                b"\r\n".to_vec(),
+            ]
+            .concat();
+            if s.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        let _ = s.write_all(b"0\r\n\r\n").await;
+    });
+    format!("http://{addr}/a.tar.gz")
+}
+
+#[tokio::test]
+async fn streamed_body_over_the_cap_and_server_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out");
+    let any = Digest::sha256_of(b"whatever");
+    let fetcher = ArtifactFetcher::new(FetchLimits {
+        max_download_bytes: 1000,
+        ..FetchLimits::default()
+    })
+    .unwrap();
+
+    // No Content-Length: the cap applies while streaming.
+    let url = mock_once(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        vec![vec![0u8; 600], vec![0u8; 600]],
+    )
+    .await;
+    let err = fetcher.fetch(&url, &any, &dest).await.unwrap_err();
+    assert!(
+        matches!(err, FetchError::TooLarge { limit: 1000, .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+
+    // 503 is retryable, 403 is not.
+    let url = mock_once(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        vec![],
+    )
+    .await;
+    let err = fetcher.fetch(&url, &any, &dest).await.unwrap_err();
+    assert!(
+        matches!(err, FetchError::Status { status: 503, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    let url = mock_once(
+        "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        vec![],
+    )
+    .await;
+    let err = fetcher.fetch(&url, &any, &dest).await.unwrap_err();
+    assert!(
+        matches!(err, FetchError::Status { status: 403, .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert!(!dest.exists());
+}
