@@ -1,0 +1,1 @@
+//! Helm source tests against a real static HTTP server (filled in next).
