@@ -929,6 +929,80 @@ entries:
         assert!(matches!(e, HelmError::BadIndex { .. }), "{e}");
     }
 
+    fn podinfo_source() -> HelmChartSource {
+        HelmChartSource::new(
+            ArtifactKey::new("HelmChart", "default", "podinfo").unwrap(),
+            HelmRepositorySpec {
+                url: "https://charts.example.invalid/podinfo".into(),
+                ..Default::default()
+            },
+            HelmChartSpec {
+                chart: "podinfo".into(),
+                version: String::new(),
+                source_ref: None,
+            },
+            HelmAuth::None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn index_url_and_ca_bundle() {
+        let src = podinfo_source();
+        assert_eq!(
+            src.index_url().as_str(),
+            "https://charts.example.invalid/podinfo/index.yaml"
+        );
+        let e = src.with_ca_bundle(b"not a certificate").unwrap_err();
+        assert!(matches!(e, HelmError::InvalidSpec { .. }), "{e}");
+        // A real PEM certificate, when openssl is there to make one.
+        let dir = tempfile::tempdir().unwrap();
+        let (key, crt) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=charts.example.invalid", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if made {
+            let pem = std::fs::read(&crt).unwrap();
+            podinfo_source().with_ca_bundle(&pem).unwrap();
+        }
+    }
+
+    #[test]
+    fn invalid_specs_are_refused() {
+        let key = ArtifactKey::new("HelmChart", "default", "podinfo").unwrap();
+        let chart = HelmChartSpec {
+            chart: "podinfo".into(),
+            version: "*".into(),
+            source_ref: None,
+        };
+        for url in ["ftp://x/charts", "https://user:pw@x/charts", "not a url"] {
+            let repo = HelmRepositorySpec {
+                url: url.into(),
+                ..Default::default()
+            };
+            let e =
+                HelmChartSource::new(key.clone(), repo, chart.clone(), HelmAuth::None).unwrap_err();
+            assert!(matches!(e, HelmError::InvalidSpec { .. }), "{url}: {e}");
+        }
+        let repo = HelmRepositorySpec {
+            url: "https://x/charts".into(),
+            ..Default::default()
+        };
+        let bad_range = HelmChartSpec {
+            version: ">=x.y".into(),
+            ..chart
+        };
+        let e = HelmChartSource::new(key, repo, bad_range, HelmAuth::None).unwrap_err();
+        assert!(e.to_string().contains(">=x.y"), "{e}");
+    }
+
     #[test]
     fn auth_debug_is_redacted() {
         let a = HelmAuth::Basic {
