@@ -456,3 +456,52 @@ async fn missing_chart_file_is_terminal() {
     assert!(!e.is_retryable());
     assert!(matches!(helm_error(&e), HelmError::Http { .. }), "{e}");
 }
+
+#[tokio::test]
+async fn credentials_go_to_other_hosts_only_with_pass_credentials() {
+    // The index on one server, the chart on another (another port: another host for Helm).
+    let charts = Repo::new();
+    std::fs::write(charts.root().join("podinfo-6.5.0.tgz"), package("6.5.0")).unwrap();
+    let chart_server = StaticHttpServer::start_with_basic_auth(charts.root(), "flux", "pw")
+        .await
+        .unwrap();
+    let mut repo = Repo::new();
+    repo.add("6.5.0");
+    repo.entries[0].1 = format!("{}/podinfo-6.5.0.tgz", chart_server.url());
+    repo.write_index();
+    let server = StaticHttpServer::start_with_basic_auth(repo.root(), "flux", "pw")
+        .await
+        .unwrap();
+    let auth = HelmAuth::Basic {
+        user: "flux".into(),
+        pass: "pw".into(),
+    };
+    let fx = Fx::new();
+    let e = source(&server.url(), "*", auth.clone())
+        .fetch(&fx.store, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(helm_error(&e), HelmError::Unauthorized { .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&chart_server.url()), "{e}");
+
+    let src = HelmChartSource::new(
+        ArtifactKey::new("HelmChart", "flux-system", "podinfo").unwrap(),
+        HelmRepositorySpec {
+            url: server.url(),
+            pass_credentials: true,
+            ..Default::default()
+        },
+        HelmChartSpec {
+            chart: "podinfo".into(),
+            version: "*".into(),
+            source_ref: None,
+        },
+        auth,
+    )
+    .unwrap();
+    let got = src.fetch(&fx.store, None).await.unwrap();
+    assert_eq!(got.artifact().revision.pointer(), Some("6.5.0"));
+}
