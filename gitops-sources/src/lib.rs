@@ -6,6 +6,7 @@
 //! | --- | --- | --- |
 //! | [`git`] | [`GitSource`]: Flux's GitRepository over `file://`, `git://` and smart HTTP(S), via gix | `git` (default) |
 //! | [`bucket`] | [`BucketSource`]: Flux's Bucket over S3-compatible stores, AWS, GCS and Azure Blob, via object_store | `bucket` |
+//! | [`helm`] | `HelmChartSource`: Flux's HelmChart from an HTTP(S) HelmRepository | `helm` |
 //! | [`oci`] | `OciSource`: Flux's OCIRepository, plus `flux push/pull artifact`, via oci-client | `oci` |
 //! | [`server`] | `ArtifactServer` (source-controller's artifact HTTP server) and `fetch_artifact` (the consumer's download, verify, untar), via axum and reqwest | `server` |
 //! | [`sourceignore`] | Flux's `.sourceignore` / `spec.ignore` / default exclusions, for any source | always |
@@ -23,6 +24,8 @@
 pub mod bucket;
 #[cfg(feature = "git")]
 pub mod git;
+#[cfg(feature = "helm")]
+pub mod helm;
 #[cfg(feature = "oci")]
 pub mod oci;
 pub mod semver_range;
@@ -34,6 +37,8 @@ pub mod sourceignore;
 pub use bucket::{BucketAuth, BucketError, BucketProvider, BucketSource, BucketSpec};
 #[cfg(feature = "git")]
 pub use git::{GitAuth, GitError, GitReference, GitRepositorySpec, GitSource};
+#[cfg(feature = "helm")]
+pub use helm::{HelmAuth, HelmChartSource, HelmChartSpec, HelmError, HelmRepositorySpec};
 #[cfg(feature = "oci")]
 pub use oci::{OciAuth, OciError, OciRepositorySpec, OciSource};
 pub use sourceignore::SourceIgnore;

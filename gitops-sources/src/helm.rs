@@ -1,0 +1,1032 @@
+//! The Helm source: Flux's HelmChart (`source.toolkit.fluxcd.io/v1`) pulled from an HTTP(S)
+//! HelmRepository (`type: default`), over reqwest with rustls (ring provider).
+//!
+//! [`HelmChartSource`] implements [`gitops_core::Source`]. One fetch, as Flux's source-controller
+//! and Helm's `repo` package do:
+//!
+//! 1. downloads `<url>/index.yaml` (HTTP basic authentication from [`HelmAuth`], the
+//!    repository's `secretRef`; at most [`MAX_INDEX_SIZE`] bytes, Flux's `--helm-index-max-size`)
+//!    and parses it as Helm's `IndexFile` (`apiVersion` required, `entries.<chart>[]` with
+//!    `version`, `urls`, `digest`, `created`);
+//! 2. picks, among the entries of [`HelmChartSpec::chart`] whose `version` parses as semver, the
+//!    newest that satisfies [`HelmChartSpec::version`] (a Masterminds range, default `*`, see
+//!    [`semver_range`](crate::semver_range)): pre-releases only when the range names one
+//!    (`>=1.0.0-0`), as Helm; equal versions are ordered by `created`, newest first (Flux's
+//!    `GetChartVersion`);
+//! 3. when the last artifact holds that chart, version and index `digest` (and its file is in
+//!    the store), returns [`Fetched::Unchanged`] without downloading the chart. Without an index
+//!    digest the version alone decides, as Flux does for a cached chart of the same version;
+//! 4. otherwise downloads the entry's first URL, resolved against the repository URL when
+//!    relative (Helm's `ResolveReferenceURL`), at most [`MAX_CHART_SIZE`] bytes; credentials go
+//!    to it only on the repository's host, or everywhere with `passCredentials`;
+//! 5. verifies the `.tgz`'s sha256 against the index `digest` when the index has one;
+//! 6. stores the chart. The [`ArtifactStore`] only archives folders, so the chart is
+//!    **extracted** safely ([`gitops_core::store::extract_tar_gz`]: no absolute paths, no `..`,
+//!    no escaping links, size and file-count limits), checked to hold `<chart>/Chart.yaml`, and
+//!    archived again with [`ArtifactStore::archive_dir`]. The artifact is a deterministic tar.gz
+//!    with the layout of `helm package` (`<chart>/Chart.yaml`, `<chart>/templates/...`), which
+//!    Helm's chart loader reads as a chart archive.
+//!
+//! The revision is [`Revision::named`]`(<chart version>, sha256 of the downloaded .tgz)`: its
+//! pointer is Flux's HelmChart revision (the version, e.g. `6.5.0`); the digest is there because
+//! [`Revision`] needs one. The artifact's metadata holds [`METADATA_CHART`],
+//! [`METADATA_VERSION`], [`METADATA_INDEX_DIGEST`] and [`METADATA_REPOSITORY`].
+//!
+//! Errors ([`HelmError`]) name the URL they concern (user info stripped) and never the
+//! password; [`HelmError::is_retryable`] splits network trouble from content that has to change.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use gitops_core::{
+    Artifact, ArtifactKey, ArtifactStore, Digest, ExtractLimits, Fetched, Revision, Source, Stage,
+    StoreError,
+};
+use reqwest::{StatusCode, Url};
+use serde::{Deserialize, Serialize};
+
+use crate::semver_range::{Range, parse_version};
+
+/// Flux's default `spec.timeout` of a HelmRepository: the limit for one fetch.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest `index.yaml` accepted, in bytes: Flux's `--helm-index-max-size` default (50 MiB).
+pub const MAX_INDEX_SIZE: u64 = 50 << 20;
+/// Largest chart `.tgz` accepted, in bytes: Flux's `--helm-chart-max-size` default (10 MiB).
+pub const MAX_CHART_SIZE: u64 = 10 << 20;
+/// The version range used when [`HelmChartSpec::version`] is empty: any release, as Flux.
+pub const DEFAULT_VERSION: &str = "*";
+/// Artifact metadata key: the chart name.
+pub const METADATA_CHART: &str = "helm.chart";
+/// Artifact metadata key: the chart version (Flux's HelmChart revision).
+pub const METADATA_VERSION: &str = "helm.chart.version";
+/// Artifact metadata key: the index entry's `digest` (sha256 hex of the `.tgz`), empty when the
+/// index gave none.
+pub const METADATA_INDEX_DIGEST: &str = "helm.chart.digest";
+/// Artifact metadata key: the repository URL the chart came from.
+pub const METADATA_REPOSITORY: &str = "helm.repository.url";
+
+/// A HelmRepository, with the field names of Flux's `HelmRepositorySpec` (camelCase, `timeout`
+/// as a Go duration such as `60s`). Only `type: default` (an HTTP(S) chart repository); OCI Helm
+/// repositories are served by the OCI source.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmRepositorySpec {
+    /// `http(s)://host[:port]/path`, the folder holding `index.yaml`; no user info (credentials
+    /// go in [`HelmAuth`]).
+    pub url: String,
+    /// Send the credentials also to chart URLs on other hosts than `url`'s (Flux's
+    /// `passCredentials`); off: only to `url`'s scheme, host and port.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pass_credentials: bool,
+    /// Limit for one fetch ([`DEFAULT_TIMEOUT`] when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "go_duration")]
+    pub timeout: Option<Duration>,
+}
+
+/// Flux's `LocalHelmChartSourceReference`: which source object a HelmChart reads. Informational
+/// here: [`HelmChartSource`] is given the [`HelmRepositorySpec`] itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmChartSourceRef {
+    /// `HelmRepository` (the only kind this module serves).
+    pub kind: String,
+    /// The object's name, in the HelmChart's namespace.
+    pub name: String,
+}
+
+/// A HelmChart, with the field names of Flux's `HelmChartSpec`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmChartSpec {
+    /// The chart name, a key of the index's `entries`.
+    pub chart: String,
+    /// Masterminds semver range over the index's versions, e.g. `>=6.0.0 <6.3.0`, `6.2.x`, `^6`;
+    /// empty means [`DEFAULT_VERSION`] (`*`, newest release).
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// The HelmRepository this chart comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<HelmChartSourceRef>,
+}
+
+fn default_version() -> String {
+    DEFAULT_VERSION.to_string()
+}
+
+/// Repository credentials, from a HelmRepository's `secretRef` (`username`/`password` keys).
+/// `Debug` prints `***` for the password.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum HelmAuth {
+    /// No credentials.
+    #[default]
+    None,
+    /// HTTP basic authentication.
+    Basic {
+        /// User name.
+        user: String,
+        /// Password.
+        pass: String,
+    },
+}
+
+impl fmt::Debug for HelmAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HelmAuth::None => f.write_str("None"),
+            HelmAuth::Basic { user, .. } => f
+                .debug_struct("Basic")
+                .field("user", user)
+                .field("pass", &"***")
+                .finish(),
+        }
+    }
+}
+
+/// Errors of the Helm source. URLs are shown without user info; no error holds the password.
+#[derive(Debug, thiserror::Error)]
+pub enum HelmError {
+    /// The spec is unusable (URL, version range, CA bundle). Terminal.
+    #[error("helm chart {chart}: invalid {what}: {reason}")]
+    InvalidSpec {
+        /// The chart name.
+        chart: String,
+        /// e.g. `url "ftp://x"`, `version ">=x"`.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The server could not be reached, the connection broke, or it answered a 5xx, 408 or
+    /// 429. Retryable.
+    #[error("helm repository {url}: {operation}: {message}")]
+    Unavailable {
+        /// The URL requested.
+        url: String,
+        /// e.g. `downloading the index`.
+        operation: &'static str,
+        /// The error chain or the status.
+        message: String,
+    },
+    /// The server answered 401 or 403. Retryable (the secret may be fixed without changing the
+    /// spec).
+    #[error("helm repository {url}: {operation}: authentication failed ({status})")]
+    Unauthorized {
+        /// The URL requested.
+        url: String,
+        /// e.g. `downloading the index`.
+        operation: &'static str,
+        /// `401 Unauthorized` or `403 Forbidden`.
+        status: StatusCode,
+    },
+    /// Another 4xx answer, e.g. 404 for a missing index or chart. Terminal.
+    #[error("helm repository {url}: {operation}: HTTP {status}")]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// e.g. `downloading the chart`.
+        operation: &'static str,
+        /// The status.
+        status: StatusCode,
+    },
+    /// A download is larger than its limit. Terminal.
+    #[error("helm repository {url}: {operation}: larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The URL requested.
+        url: String,
+        /// e.g. `downloading the index`.
+        operation: &'static str,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// `index.yaml` does not parse as Helm's index file. Terminal.
+    #[error("helm repository index {url}: {reason}")]
+    BadIndex {
+        /// The index URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The index has no (usable) entry for the chart. Terminal.
+    #[error("helm repository index {url}: no chart named {chart:?}")]
+    NoChart {
+        /// The index URL.
+        url: String,
+        /// The chart name.
+        chart: String,
+    },
+    /// No version of the chart satisfies the range. Terminal until the index or spec changes.
+    #[error(
+        "helm repository index {url}: no {chart:?} chart version matches {range:?}; versions seen: {}",
+        seen_list(seen)
+    )]
+    NoMatchingVersion {
+        /// The index URL.
+        url: String,
+        /// The chart name.
+        chart: String,
+        /// The range as given.
+        range: String,
+        /// Every version the index lists for the chart, newest first.
+        seen: Vec<String>,
+    },
+    /// The downloaded chart does not hash to the index's `digest`. Terminal.
+    #[error(
+        "helm chart {url}: digest mismatch: the index says sha256:{expected}, downloaded sha256:{actual}"
+    )]
+    DigestMismatch {
+        /// The chart URL.
+        url: String,
+        /// The index's digest (hex).
+        expected: String,
+        /// What was downloaded (hex).
+        actual: String,
+    },
+    /// The chart archive is not a safe tar.gz with `<chart>/Chart.yaml`. Terminal.
+    #[error("helm chart {url}: invalid chart archive: {reason}")]
+    InvalidChart {
+        /// The chart URL.
+        url: String,
+        /// What is wrong (extraction error or missing Chart.yaml).
+        reason: String,
+    },
+    /// The fetch took longer than the timeout. Retryable.
+    #[error("helm repository {url}: timed out after {timeout:?}")]
+    Timeout {
+        /// The repository URL.
+        url: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// Local I/O or the artifact store failed. Retryable.
+    #[error("helm chart {chart}: {context}: {message}")]
+    Local {
+        /// The chart name.
+        chart: String,
+        /// What was being done.
+        context: &'static str,
+        /// The error.
+        message: String,
+    },
+}
+
+fn seen_list(seen: &[String]) -> String {
+    const SHOWN: usize = 20;
+    if seen.is_empty() {
+        return "none".to_string();
+    }
+    let mut out = seen
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if seen.len() > SHOWN {
+        out.push_str(&format!(" and {} more", seen.len() - SHOWN));
+    }
+    out
+}
+
+impl HelmError {
+    /// Whether trying again later can help (network, server errors, authentication, local
+    /// I/O), as opposed to a spec or repository content that has to change.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            HelmError::Unavailable { .. }
+                | HelmError::Unauthorized { .. }
+                | HelmError::Timeout { .. }
+                | HelmError::Local { .. }
+        )
+    }
+}
+
+impl From<HelmError> for gitops_core::Error {
+    fn from(e: HelmError) -> Self {
+        if e.is_retryable() {
+            gitops_core::Error::retryable(Stage::Fetch, e)
+        } else {
+            gitops_core::Error::terminal(Stage::Fetch, e)
+        }
+    }
+}
+
+/// Helm's `IndexFile`, the parts used here.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexFile {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    entries: BTreeMap<String, Option<Vec<IndexEntry>>>,
+}
+
+/// Helm's `ChartVersion` (Chart.yaml metadata plus `urls`, `created`, `digest`), the parts used.
+#[derive(Clone, Debug, Deserialize)]
+struct IndexEntry {
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    created: Option<String>,
+}
+
+/// The index entry a fetch selected: what [`HelmChartSource::resolve`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChartVersion {
+    /// The chart name.
+    pub chart: String,
+    /// The version as the index writes it, e.g. `6.5.0`.
+    pub version: String,
+    /// The chart's download URL, resolved against the repository URL, user info removed.
+    pub url: Url,
+    /// The index's `digest`: sha256 of the `.tgz` as lowercase hex (a `sha256:` prefix is
+    /// dropped); `None` when the index has none.
+    pub digest: Option<String>,
+}
+
+/// Fetches a chart from a Helm repository into artifacts, as Flux's HelmChart reconciler does.
+/// See the [module documentation](self). `Debug` shows no secrets.
+pub struct HelmChartSource {
+    key: ArtifactKey,
+    repo: HelmRepositorySpec,
+    chart: HelmChartSpec,
+    auth: HelmAuth,
+    base: Url,
+    range: Range,
+    timeout: Duration,
+    limits: ExtractLimits,
+    client: reqwest::Client,
+}
+
+impl fmt::Debug for HelmChartSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HelmChartSource")
+            .field("key", &self.key)
+            .field("url", &self.repo.url)
+            .field("chart", &self.chart.chart)
+            .field("version", &self.range.to_string())
+            .field("pass_credentials", &self.repo.pass_credentials)
+            .field("timeout", &self.timeout)
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+impl HelmChartSource {
+    /// Validates the specs (URL: `http` or `https`, no user info; chart name; version range)
+    /// and builds the source; artifacts are stored under `key`. No network access.
+    pub fn new(
+        key: ArtifactKey,
+        repo: HelmRepositorySpec,
+        chart: HelmChartSpec,
+        auth: HelmAuth,
+    ) -> Result<Self, HelmError> {
+        let invalid = |what: String, reason: &str| HelmError::InvalidSpec {
+            chart: chart.chart.clone(),
+            what,
+            reason: reason.to_string(),
+        };
+        if chart.chart.is_empty() || chart.chart.contains(['/', '\\']) || chart.chart == ".." {
+            return Err(invalid(
+                format!("chart {:?}", chart.chart),
+                "expected a chart name from the repository index",
+            ));
+        }
+        let what = || format!("url {:?}", repo.url);
+        let mut base = Url::parse(&repo.url).map_err(|e| invalid(what(), &e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(invalid(what(), "expected an http:// or https:// URL"));
+        }
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(invalid(
+                what(),
+                "the URL must not carry user info (pass credentials separately)",
+            ));
+        }
+        // Helm resolves chart URLs against the repository URL as a folder.
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let version = if chart.version.trim().is_empty() {
+            DEFAULT_VERSION
+        } else {
+            chart.version.as_str()
+        };
+        let range = Range::parse(version)
+            .map_err(|e| invalid(format!("version {version:?}"), &e.reason))?;
+        let timeout = repo.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let client = build_client(timeout, Vec::new()).map_err(|e| invalid(what(), &e))?;
+        Ok(HelmChartSource {
+            key,
+            repo,
+            chart,
+            auth,
+            base,
+            range,
+            timeout,
+            limits: ExtractLimits::default(),
+            client,
+        })
+    }
+
+    /// Trusts the PEM certificates in `pem` (Flux's `certSecretRef` `ca.crt`) besides the
+    /// built-in roots for HTTPS.
+    pub fn with_ca_bundle(mut self, pem: &[u8]) -> Result<Self, HelmError> {
+        let invalid = |reason: String| HelmError::InvalidSpec {
+            chart: self.chart.chart.clone(),
+            what: "CA bundle".to_string(),
+            reason,
+        };
+        let certs =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| invalid(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(invalid("no PEM certificate in it".to_string()));
+        }
+        self.client = build_client(self.timeout, certs).map_err(invalid)?;
+        Ok(self)
+    }
+
+    /// Sets the limits for extracting the chart (default [`ExtractLimits::default`]).
+    pub fn with_limits(mut self, limits: ExtractLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The store key artifacts are written under.
+    pub fn key(&self) -> &ArtifactKey {
+        &self.key
+    }
+
+    /// The effective timeout of one fetch.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The URL of the repository index, `<url>/index.yaml`.
+    pub fn index_url(&self) -> Url {
+        // `base` ends with `/` and `index.yaml` is a plain relative reference.
+        self.base
+            .join("index.yaml")
+            .unwrap_or_else(|_| self.base.clone())
+    }
+
+    /// Downloads the index and selects the chart version (steps 1-2 of the
+    /// [module documentation](self)); the chart itself is not downloaded.
+    pub async fn resolve(&self) -> Result<ChartVersion, HelmError> {
+        let index_url = self.index_url();
+        let bytes = self
+            .get(&index_url, true, MAX_INDEX_SIZE, "downloading the index")
+            .await?;
+        select(
+            &bytes,
+            &index_url,
+            &self.base,
+            &self.chart.chart,
+            &self.range,
+        )
+    }
+
+    /// Whether credentials may go to `url`: same scheme, host and port as the repository, or
+    /// `passCredentials`.
+    fn may_send_credentials(&self, url: &Url) -> bool {
+        self.repo.pass_credentials
+            || (url.scheme() == self.base.scheme()
+                && url.host_str() == self.base.host_str()
+                && url.port_or_known_default() == self.base.port_or_known_default())
+    }
+
+    /// GETs `url` (credentials when `credentials` and allowed) into memory, at most `limit` bytes.
+    async fn get(
+        &self,
+        url: &Url,
+        credentials: bool,
+        limit: u64,
+        operation: &'static str,
+    ) -> Result<Vec<u8>, HelmError> {
+        let shown = redact(url);
+        let unavailable = |e: reqwest::Error| HelmError::Unavailable {
+            url: shown.clone(),
+            operation,
+            message: error_chain(&e),
+        };
+        let mut req = self.client.get(url.clone());
+        if let HelmAuth::Basic { user, pass } = &self.auth
+            && credentials
+            && self.may_send_credentials(url)
+        {
+            req = req.basic_auth(user, Some(pass));
+        }
+        let mut resp = req.send().await.map_err(unavailable)?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => HelmError::Unauthorized {
+                    url: shown,
+                    operation,
+                    status,
+                },
+                s if s.is_server_error()
+                    || s == StatusCode::REQUEST_TIMEOUT
+                    || s == StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    HelmError::Unavailable {
+                        url: shown,
+                        operation,
+                        message: format!("HTTP {s}"),
+                    }
+                }
+                s => HelmError::Http {
+                    url: shown,
+                    operation,
+                    status: s,
+                },
+            });
+        }
+        let too_large = || HelmError::TooLarge {
+            url: shown.clone(),
+            operation,
+            limit,
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(unavailable)? {
+            if (out.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    fn local(&self, context: &'static str, e: impl fmt::Display) -> HelmError {
+        HelmError::Local {
+            chart: self.chart.chart.clone(),
+            context,
+            message: e.to_string(),
+        }
+    }
+
+    async fn run(
+        &self,
+        store: &ArtifactStore,
+        last: Option<&Artifact>,
+    ) -> Result<Fetched, HelmError> {
+        let chosen = self.resolve().await?;
+        let index_digest = chosen.digest.clone().unwrap_or_default();
+        let repo_url = redact(&self.base);
+        if let Some(last) = last {
+            let meta = |k: &str| last.metadata.get(k).map(String::as_str);
+            if meta(METADATA_CHART) == Some(chosen.chart.as_str())
+                && meta(METADATA_VERSION) == Some(chosen.version.as_str())
+                && meta(METADATA_INDEX_DIGEST) == Some(index_digest.as_str())
+                && meta(METADATA_REPOSITORY) == Some(repo_url.as_str())
+                && last.revision.pointer() == Some(chosen.version.as_str())
+                && store.has(last)
+            {
+                tracing::debug!(chart = %chosen.chart, version = %chosen.version, "helm chart unchanged");
+                return Ok(Fetched::Unchanged(last.clone()));
+            }
+        }
+        let bytes = self
+            .get(&chosen.url, true, MAX_CHART_SIZE, "downloading the chart")
+            .await?;
+        let actual = Digest::sha256_of(&bytes);
+        if let Some(expected) = &chosen.digest
+            && !expected.eq_ignore_ascii_case(actual.hex())
+        {
+            return Err(HelmError::DigestMismatch {
+                url: redact(&chosen.url),
+                expected: expected.clone(),
+                actual: actual.hex().to_string(),
+            });
+        }
+        let revision = Revision::named(chosen.version.clone(), actual);
+        let store2 = store.clone();
+        let key = self.key.clone();
+        let limits = self.limits;
+        let chart = chosen.chart.clone();
+        let chart_url = redact(&chosen.url);
+        let mut artifact = tokio::task::spawn_blocking(move || {
+            store_chart(&store2, &key, revision, &bytes, &chart, &chart_url, limits)
+        })
+        .await
+        .map_err(|e| self.local("storing the chart", e))??;
+        artifact.metadata = BTreeMap::from([
+            (METADATA_CHART.to_string(), chosen.chart.clone()),
+            (METADATA_VERSION.to_string(), chosen.version.clone()),
+            (METADATA_INDEX_DIGEST.to_string(), index_digest),
+            (METADATA_REPOSITORY.to_string(), repo_url),
+        ]);
+        tracing::info!(
+            chart = %chosen.chart,
+            version = %chosen.version,
+            digest = %artifact.digest,
+            "stored helm chart"
+        );
+        Ok(Fetched::New(artifact))
+    }
+}
+
+impl Source for HelmChartSource {
+    fn fetch<'a>(
+        &'a self,
+        store: &'a ArtifactStore,
+        last: Option<&'a Artifact>,
+    ) -> BoxFuture<'a, Result<Fetched, gitops_core::Error>> {
+        Box::pin(async move {
+            match tokio::time::timeout(self.timeout, self.run(store, last)).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(HelmError::Timeout {
+                    url: redact(&self.base),
+                    timeout: self.timeout,
+                }
+                .into()),
+            }
+        })
+    }
+}
+
+/// Parses the index and picks the newest entry of `chart` in `range` (Flux's
+/// `GetChartVersion`).
+fn select(
+    bytes: &[u8],
+    index_url: &Url,
+    base: &Url,
+    chart: &str,
+    range: &Range,
+) -> Result<ChartVersion, HelmError> {
+    let shown = redact(index_url);
+    let bad = |reason: String| HelmError::BadIndex {
+        url: shown.clone(),
+        reason,
+    };
+    let index: IndexFile =
+        serde_yaml_ng::from_slice(bytes).map_err(|e| bad(format!("not a Helm index file: {e}")))?;
+    if index.api_version.is_empty() {
+        return Err(bad("no apiVersion (Helm refuses such an index)".to_string()));
+    }
+    let entries = index
+        .entries
+        .get(chart)
+        .and_then(Option::as_ref)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| HelmError::NoChart {
+            url: shown.clone(),
+            chart: chart.to_string(),
+        })?;
+    let created = |e: &IndexEntry| {
+        e.created
+            .as_deref()
+            .and_then(|c| c.parse::<jiff::Timestamp>().ok())
+    };
+    let mut candidates: Vec<(semver::Version, &IndexEntry)> = entries
+        .iter()
+        .filter_map(|e| parse_version(&e.version).map(|v| (v, e)))
+        .collect();
+    // Newest first; equal versions by `created`, newest first.
+    candidates.sort_by(|(va, ea), (vb, eb)| {
+        vb.cmp_precedence(va)
+            .then_with(|| created(eb).cmp(&created(ea)))
+    });
+    let Some((_, entry)) = candidates.iter().find(|(v, _)| range.matches(v)) else {
+        let mut seen: Vec<String> = candidates.iter().map(|(_, e)| e.version.clone()).collect();
+        seen.extend(
+            entries
+                .iter()
+                .filter(|e| parse_version(&e.version).is_none())
+                .map(|e| e.version.clone()),
+        );
+        seen.dedup();
+        return Err(HelmError::NoMatchingVersion {
+            url: shown,
+            chart: chart.to_string(),
+            range: range.to_string(),
+            seen,
+        });
+    };
+    let first = entry.urls.first().ok_or_else(|| {
+        bad(format!(
+            "chart {chart:?} version {} has no urls",
+            entry.version
+        ))
+    })?;
+    let mut url = base.join(first).map_err(|e| {
+        bad(format!(
+            "chart {chart:?} version {}: url {first:?}: {e}",
+            entry.version
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(format!(
+            "chart {chart:?} version {}: url {first:?} is not http(s)",
+            entry.version
+        )));
+    }
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let digest = match entry.digest.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(d) => {
+            let lower = d.to_ascii_lowercase();
+            let hex = lower.strip_prefix("sha256:").unwrap_or(&lower).to_string();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(format!(
+                    "chart {chart:?} version {}: digest {d:?} is not a sha256 hex",
+                    entry.version
+                )));
+            }
+            Some(hex)
+        }
+    };
+    Ok(ChartVersion {
+        chart: chart.to_string(),
+        version: entry.version.clone(),
+        url,
+        digest,
+    })
+}
+
+/// Extracts the chart into a temporary folder, checks `<chart>/Chart.yaml` and archives it.
+fn store_chart(
+    store: &ArtifactStore,
+    key: &ArtifactKey,
+    revision: Revision,
+    bytes: &[u8],
+    chart: &str,
+    chart_url: &str,
+    limits: ExtractLimits,
+) -> Result<Artifact, HelmError> {
+    let local = |context: &'static str, e: &dyn fmt::Display| HelmError::Local {
+        chart: chart.to_string(),
+        context,
+        message: e.to_string(),
+    };
+    let invalid = |reason: String| HelmError::InvalidChart {
+        url: chart_url.to_string(),
+        reason,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("gitops-helm-")
+        .tempdir()
+        .map_err(|e| local("creating a temporary folder", &e))?;
+    let content = tmp.path().join("chart");
+    gitops_core::store::extract_tar_gz(bytes, Path::new(chart_url), &content, limits).map_err(
+        |e| match e {
+            StoreError::Io { .. } if !content.is_dir() => local("extracting the chart", &e),
+            e => invalid(e.to_string()),
+        },
+    )?;
+    if !content.join(chart).join("Chart.yaml").is_file() {
+        return Err(invalid(format!("no {chart}/Chart.yaml in the archive")));
+    }
+    store
+        .archive_dir(key, revision, &content, &|_, _| true)
+        .map_err(|e| local("storing the artifact", &e))
+}
+
+/// A reqwest client on rustls (ring) with `extra_roots` trusted besides the built-in ones.
+fn build_client(
+    timeout: Duration,
+    extra_roots: Vec<reqwest::Certificate>,
+) -> Result<reqwest::Client, String> {
+    install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .timeout(timeout);
+    if !extra_roots.is_empty() {
+        builder = builder.tls_certs_merge(extra_roots);
+    }
+    builder.build().map_err(|e| error_chain(&e))
+}
+
+/// reqwest is built without a rustls crypto provider of its own; install ring, which the rest
+/// of the workspace uses, unless the application installed one.
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+/// The URL without user info, for messages.
+fn redact(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+/// An error and its causes, `: `-separated. reqwest errors carry the request URL, which never
+/// holds credentials here (they go in a header).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// Serde for `Option<Duration>` as a Go duration string (`60s`, `1m30s`), as Kubernetes objects
+/// carry Flux's `timeout`.
+mod go_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            None => s.serialize_none(),
+            Some(d) if d.subsec_nanos() == 0 => s.serialize_str(&format!("{}s", d.as_secs())),
+            Some(d) => s.serialize_str(&format!("{}ms", d.as_millis())),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| gitops_core::schedule::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pick(index: &str, range: &str) -> Result<ChartVersion, HelmError> {
+        let base = Url::parse("http://example.invalid/charts/").unwrap();
+        let index_url = base.join("index.yaml").unwrap();
+        select(
+            index.as_bytes(),
+            &index_url,
+            &base,
+            "podinfo",
+            &Range::parse(range).unwrap(),
+        )
+    }
+
+    const INDEX: &str = r#"
+apiVersion: v1
+entries:
+  podinfo:
+  - version: 6.2.0
+    urls: [podinfo-6.2.0.tgz]
+  - version: 6.5.0
+    urls: [https://cdn.example.invalid/podinfo-6.5.0.tgz]
+    digest: SHA256:0000000000000000000000000000000000000000000000000000000000000000
+  - version: 6.6.0-rc.1
+    urls: [podinfo-6.6.0-rc.1.tgz]
+  - version: not-a-version
+    urls: [x.tgz]
+"#;
+
+    #[test]
+    fn picks_newest_release_and_resolves_urls() {
+        let v = pick(INDEX, "*").unwrap();
+        assert_eq!(v.version, "6.5.0");
+        assert_eq!(
+            v.url.as_str(),
+            "https://cdn.example.invalid/podinfo-6.5.0.tgz"
+        );
+        assert_eq!(v.digest.as_deref(), Some(&"0".repeat(64)[..]));
+        let v = pick(INDEX, "<6.5.0").unwrap();
+        assert_eq!(
+            v.url.as_str(),
+            "http://example.invalid/charts/podinfo-6.2.0.tgz"
+        );
+        assert_eq!(v.digest, None);
+        assert_eq!(pick(INDEX, ">=6.0.0-0").unwrap().version, "6.6.0-rc.1");
+    }
+
+    #[test]
+    fn no_match_lists_versions_seen() {
+        let e = pick(INDEX, ">=7").unwrap_err().to_string();
+        assert!(e.contains("\">=7\""), "{e}");
+        assert!(e.contains("6.6.0-rc.1, 6.5.0, 6.2.0, not-a-version"), "{e}");
+    }
+
+    #[test]
+    fn bad_index_names_the_url() {
+        let e = pick("entries: {}\n", "*").unwrap_err();
+        assert!(matches!(e, HelmError::BadIndex { .. }));
+        assert!(
+            e.to_string()
+                .contains("http://example.invalid/charts/index.yaml")
+        );
+        let e = pick(":\n- [", "*").unwrap_err();
+        assert!(matches!(e, HelmError::BadIndex { .. }), "{e}");
+    }
+
+    fn podinfo_source() -> HelmChartSource {
+        HelmChartSource::new(
+            ArtifactKey::new("HelmChart", "default", "podinfo").unwrap(),
+            HelmRepositorySpec {
+                url: "https://charts.example.invalid/podinfo".into(),
+                ..Default::default()
+            },
+            HelmChartSpec {
+                chart: "podinfo".into(),
+                version: String::new(),
+                source_ref: None,
+            },
+            HelmAuth::None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn index_url_and_ca_bundle() {
+        let src = podinfo_source();
+        assert_eq!(
+            src.index_url().as_str(),
+            "https://charts.example.invalid/podinfo/index.yaml"
+        );
+        let e = src.with_ca_bundle(b"not a certificate").unwrap_err();
+        assert!(matches!(e, HelmError::InvalidSpec { .. }), "{e}");
+        // A real PEM certificate, when openssl is there to make one.
+        let dir = tempfile::tempdir().unwrap();
+        let (key, crt) = (dir.path().join("k.pem"), dir.path().join("c.pem"));
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=charts.example.invalid", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if made {
+            let pem = std::fs::read(&crt).unwrap();
+            podinfo_source().with_ca_bundle(&pem).unwrap();
+        }
+    }
+
+    #[test]
+    fn invalid_specs_are_refused() {
+        let key = ArtifactKey::new("HelmChart", "default", "podinfo").unwrap();
+        let chart = HelmChartSpec {
+            chart: "podinfo".into(),
+            version: "*".into(),
+            source_ref: None,
+        };
+        for url in ["ftp://x/charts", "https://user:pw@x/charts", "not a url"] {
+            let repo = HelmRepositorySpec {
+                url: url.into(),
+                ..Default::default()
+            };
+            let e =
+                HelmChartSource::new(key.clone(), repo, chart.clone(), HelmAuth::None).unwrap_err();
+            assert!(matches!(e, HelmError::InvalidSpec { .. }), "{url}: {e}");
+        }
+        let repo = HelmRepositorySpec {
+            url: "https://x/charts".into(),
+            ..Default::default()
+        };
+        let bad_range = HelmChartSpec {
+            version: ">=x.y".into(),
+            ..chart
+        };
+        let e = HelmChartSource::new(key, repo, bad_range, HelmAuth::None).unwrap_err();
+        assert!(e.to_string().contains(">=x.y"), "{e}");
+    }
+
+    #[test]
+    fn auth_debug_is_redacted() {
+        let a = HelmAuth::Basic {
+            user: "u".into(),
+            pass: "s3cr3t".into(),
+        };
+        assert!(!format!("{a:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn spec_uses_flux_field_names() {
+        let c: HelmChartSpec = serde_json::from_value(serde_json::json!({
+            "chart": "podinfo",
+            "sourceRef": {"kind": "HelmRepository", "name": "podinfo"}
+        }))
+        .unwrap();
+        assert_eq!(c.version, "*");
+        let r: HelmRepositorySpec = serde_json::from_value(serde_json::json!({
+            "url": "https://stefanprodan.github.io/podinfo",
+            "passCredentials": true,
+            "timeout": "1m"
+        }))
+        .unwrap();
+        assert!(r.pass_credentials);
+        assert_eq!(r.timeout, Some(Duration::from_secs(60)));
+    }
+}
