@@ -1,5 +1,5 @@
-//! Flux's `GitRepository` (source.toolkit.fluxcd.io/v1) and `Kustomization`
-//! (kustomize.toolkit.fluxcd.io/v1), for the fields this toolkit implements. Field names are
+//! Flux's `GitRepository`, `OCIRepository` and `Bucket` (source.toolkit.fluxcd.io/v1) and
+//! `Kustomization` (kustomize.toolkit.fluxcd.io/v1), for the fields this toolkit implements. Field names are
 //! Flux's, so a Flux user's manifests apply unchanged; unknown fields are kept by the CRDs.
 
 use gitops_core::{Artifact, Condition, Inventory};
@@ -8,8 +8,10 @@ use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 
 /// The CRD manifests this operator serves.
-pub const CRD_MANIFESTS: [&str; 2] = [
+pub const CRD_MANIFESTS: [&str; 4] = [
     include_str!("../crds/gitrepositories.yaml"),
+    include_str!("../crds/ocirepositories.yaml"),
+    include_str!("../crds/buckets.yaml"),
     include_str!("../crds/kustomizations.yaml"),
 ];
 
@@ -46,10 +48,65 @@ pub struct LocalObjectReference {
     pub name: String,
 }
 
-/// `GitRepository.status`.
+/// `OCIRepository.spec`: the source fields are [`gitops_sources::OciRepositorySpec`] (url, ref,
+/// layerSelector, insecure, timeout, ignore), plus what the operator reads.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "source.toolkit.fluxcd.io",
+    version = "v1",
+    kind = "OCIRepository",
+    namespaced,
+    schema = "disabled"
+)]
+#[kube(status = "SourceStatus", shortname = "ocirepo")]
+#[serde(rename_all = "camelCase")]
+pub struct OCIRepositorySpec {
+    /// url, ref, layerSelector, insecure, timeout, ignore.
+    #[serde(flatten)]
+    pub source: gitops_sources::OciRepositorySpec,
+    /// A `kubernetes.io/dockerconfigjson` Secret (key `.dockerconfigjson`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// Poll period (Go duration).
+    pub interval: String,
+    /// Stop reconciling.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// `Bucket.spec`: the source fields are [`gitops_sources::BucketSpec`] (provider, bucketName,
+/// endpoint, insecure, region, prefix, ignore, timeout), plus what the operator reads.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "source.toolkit.fluxcd.io",
+    version = "v1",
+    kind = "Bucket",
+    namespaced,
+    schema = "disabled"
+)]
+#[kube(status = "SourceStatus")]
+#[serde(rename_all = "camelCase")]
+pub struct BucketSpec {
+    /// provider, bucketName, endpoint, insecure, region, prefix, ignore, timeout.
+    #[serde(flatten)]
+    pub source: gitops_sources::BucketSpec,
+    /// A Secret with the keys `accesskey` and `secretkey`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// Poll period (Go duration).
+    pub interval: String,
+    /// Stop reconciling.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// `GitRepository.status`: the common source status.
+pub type GitRepositoryStatus = SourceStatus;
+
+/// The status of a source (`GitRepository`, `OCIRepository`, `Bucket`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GitRepositoryStatus {
+pub struct SourceStatus {
     /// The generation last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -110,7 +167,7 @@ pub struct KustomizationSpec {
 /// `Kustomization.spec.sourceRef`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceReference {
-    /// `GitRepository` (the only kind served here).
+    /// `GitRepository`, `OCIRepository` or `Bucket`.
     pub kind: String,
     /// Name.
     pub name: String,
@@ -201,6 +258,65 @@ pub async fn install_crds(client: &kube::Client) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crd_manifests_parse_and_serve_flux_versions() {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+        let served: Vec<String> = CRD_MANIFESTS
+            .iter()
+            .flat_map(|m| {
+                let crd: CustomResourceDefinition = serde_yaml_ng::from_str(m).unwrap();
+                crd.spec
+                    .versions
+                    .iter()
+                    .filter(|v| v.served && v.schema.is_some())
+                    .map(|v| format!("{}/{}", crd.spec.names.kind, v.name))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            served,
+            [
+                "GitRepository/v1",
+                "OCIRepository/v1",
+                "OCIRepository/v1beta2",
+                "Bucket/v1",
+                "Kustomization/v1"
+            ]
+        );
+    }
+
+    #[test]
+    fn oci_and_bucket_specs_read_flux_manifests() {
+        let oci: OCIRepository = serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "OCIRepository",
+            "metadata": {"name": "podinfo", "namespace": "flux-system"},
+            "spec": {"url": "oci://ghcr.io/stefanprodan/manifests/podinfo",
+                     "ref": {"semver": ">=6.0.0"}, "interval": "5m", "timeout": "30s",
+                     "secretRef": {"name": "ghcr"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            oci.spec.source.timeout,
+            Some(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(
+            oci.spec.source.reference.and_then(|r| r.semver).as_deref(),
+            Some(">=6.0.0")
+        );
+        assert_eq!(oci.spec.secret_ref.map(|r| r.name).as_deref(), Some("ghcr"));
+        let bucket: Bucket = serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "Bucket",
+            "metadata": {"name": "podinfo", "namespace": "flux-system"},
+            "spec": {"bucketName": "podinfo", "endpoint": "minio.minio.svc:9000",
+                     "insecure": true, "interval": "1m", "suspend": true}
+        }))
+        .unwrap();
+        assert_eq!(bucket.spec.source.bucket_name, "podinfo");
+        assert!(bucket.spec.source.insecure && bucket.spec.suspend);
+    }
 
     #[test]
     fn unreadable_status_fields_do_not_fail_the_object() {

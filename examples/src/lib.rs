@@ -3,8 +3,8 @@
 //! - `gitops` (src/bin/gitops.rs): `gitops build <dir>` prints what `kubectl kustomize <dir>`
 //!   prints; `gitops reconcile --url ... --path ... [--prune]` does one reconcile against the current
 //!   kubeconfig and prints the change set.
-//! - `gitops-operator` (src/bin/gitops-operator.rs): serves Flux's `GitRepository` and
-//!   `Kustomization` CRDs on kube-runtime ([`operator`]).
+//! - `gitops-operator` (src/bin/gitops-operator.rs): serves Flux's `GitRepository`,
+//!   `OCIRepository`, `Bucket` and `Kustomization` CRDs on kube-runtime ([`operator`]).
 //! - `demo` (src/bin/demo.rs, `cargo xtask demo`): a local control plane, a Git server and the
 //!   operator reconciling podinfo, then a prune.
 

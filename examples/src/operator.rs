@@ -1,10 +1,14 @@
-//! A Flux-compatible operator on kube-runtime: serves `GitRepository` and `Kustomization` with
-//! the toolkit's `GitSource`, `KustomizeRenderer` and `SsaApplier`, writing Flux's status
-//! (conditions, artifact, lastAppliedRevision, inventory).
+//! A Flux-compatible operator on kube-runtime: serves `GitRepository`, `OCIRepository`, `Bucket`
+//! and `Kustomization` with the toolkit's `GitSource`, `OciSource`, `BucketSource`,
+//! `KustomizeRenderer` and `SsaApplier`, writing Flux's status (conditions, artifact,
+//! lastAppliedRevision, inventory).
+//!
+//! The three source kinds share one generic controller ([`SourceKind`]): only how the `Source`
+//! is built (spec and credentials) and the failure reason differ.
 //!
 //! Reconciles are triggered by spec changes (generation), by `reconcile.fluxcd.io/requestedAt`,
-//! by a new artifact of the referenced GitRepository, and by the interval (± jitter) or the
-//! backoff after a failure.
+//! by a new artifact of the referenced source, and by the interval (± jitter) or the backoff
+//! after a failure.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -19,7 +23,9 @@ use gitops_core::schedule::{Backoff, parse_duration};
 use gitops_core::status::UnitStatus;
 use gitops_core::{ArtifactKey, ArtifactStore, Fetched, Renderer, Source, Status};
 use gitops_render::KustomizeRenderer;
+use gitops_sources::bucket::{BucketAuth, BucketSource};
 use gitops_sources::git::{GitAuth, GitSource};
+use gitops_sources::oci::{OciAuth, OciSource};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -27,7 +33,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 
-use crate::crds::{GitRepository, GitRepositoryStatus, Kustomization};
+use crate::crds::{Bucket, GitRepository, Kustomization, OCIRepository, SourceStatus};
 
 /// Flux's annotation that asks for a reconcile now.
 pub const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
@@ -76,7 +82,8 @@ pub enum OperatorError {
     NoNamespace(String),
 }
 
-/// Runs the GitRepository and Kustomization controllers until `shutdown` resolves.
+/// Runs the GitRepository, OCIRepository, Bucket and Kustomization controllers until `shutdown`
+/// resolves.
 pub async fn run(
     client: kube::Client,
     store: ArtifactStore,
@@ -93,17 +100,9 @@ pub async fn run(
     });
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
-    let repos: Api<GitRepository> = Api::all(client.clone());
-    let (repo_reader, repo_writer) = reflector::store();
-    let repo_stream = watcher(repos.clone(), watcher::Config::default())
-        .default_backoff()
-        .reflect(repo_writer)
-        .applied_objects()
-        .predicate_filter(spec_or_request, Default::default());
-    let repo_ctrl = Controller::for_stream(repo_stream, repo_reader)
-        .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile_repository, error_policy, ctx.clone())
-        .for_each(|_| async {});
+    let git_ctrl = source_controller::<GitRepository>(&client, &ctx, shutdown.clone());
+    let oci_ctrl = source_controller::<OCIRepository>(&client, &ctx, shutdown.clone());
+    let bucket_ctrl = source_controller::<Bucket>(&client, &ctx, shutdown.clone());
 
     let kss: Api<Kustomization> = Api::all(client.clone());
     let (ks_reader, ks_writer) = reflector::store();
@@ -112,35 +111,75 @@ pub async fn run(
         .reflect(ks_writer)
         .applied_objects()
         .predicate_filter(spec_or_request, Default::default());
-    let artifacts = watcher(repos, watcher::Config::default())
+    let ks_ctrl = Controller::for_stream(ks_stream, ks_reader.clone())
+        .watches_stream(
+            artifacts::<GitRepository>(&client),
+            referrers::<GitRepository>(ks_reader.clone()),
+        )
+        .watches_stream(
+            artifacts::<OCIRepository>(&client),
+            referrers::<OCIRepository>(ks_reader.clone()),
+        )
+        .watches_stream(artifacts::<Bucket>(&client), referrers::<Bucket>(ks_reader))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_kustomization, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    futures::join!(git_ctrl, oci_ctrl, bucket_ctrl, ks_ctrl);
+}
+
+/// The controller of one source kind.
+async fn source_controller<K: SourceKind>(
+    client: &kube::Client,
+    ctx: &Arc<Ctx>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api: Api<K> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(spec_or_request, Default::default());
+    Controller::for_stream(stream, reader)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_source::<K>, error_policy, ctx.clone())
+        .for_each(|_| async {})
+        .await
+}
+
+/// The sources of kind `K` whose artifact revision changed.
+fn artifacts<K: SourceKind>(
+    client: &kube::Client,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    watcher(Api::<K>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .applied_objects()
-        .predicate_filter(artifact_revision, Default::default());
-    let mapper_reader = ks_reader.clone();
-    let ks_ctrl = Controller::for_stream(ks_stream, ks_reader)
-        .watches_stream(artifacts, move |repo: GitRepository| {
-            let ns = repo.namespace().unwrap_or_default();
-            let name = repo.name_any();
-            mapper_reader
-                .state()
-                .iter()
-                .filter(|k| {
-                    k.spec.source_ref.name == name
-                        && k.spec
-                            .source_ref
-                            .namespace
-                            .clone()
-                            .or_else(|| k.namespace())
-                            .unwrap_or_default()
-                            == ns
-                })
-                .map(|k| ObjectRef::from_obj(k.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile_kustomization, error_policy, ctx)
-        .for_each(|_| async {});
-    futures::join!(repo_ctrl, ks_ctrl);
+        .predicate_filter(artifact_revision::<K>, Default::default())
+}
+
+/// Maps a source of kind `K` to the Kustomizations whose `sourceRef` names it.
+fn referrers<K: SourceKind>(
+    kustomizations: reflector::Store<Kustomization>,
+) -> impl Fn(K) -> Vec<ObjectRef<Kustomization>> + Send + Sync + 'static {
+    move |src: K| {
+        let ns = src.namespace().unwrap_or_default();
+        let name = src.name_any();
+        kustomizations
+            .state()
+            .iter()
+            .filter(|k| {
+                let r = &k.spec.source_ref;
+                r.kind == K::kind(&())
+                    && r.name == name
+                    && r.namespace
+                        .clone()
+                        .or_else(|| k.namespace())
+                        .unwrap_or_default()
+                        == ns
+            })
+            .map(|k| ObjectRef::from_obj(k.as_ref()))
+            .collect()
+    }
 }
 
 /// Changes of spec (generation) or of the requestedAt annotation trigger a reconcile; status
@@ -156,10 +195,9 @@ fn spec_or_request<K: Resource>(obj: &K) -> Option<u64> {
     Some(h.finish())
 }
 
-fn artifact_revision(repo: &GitRepository) -> Option<u64> {
+fn artifact_revision<K: SourceKind>(src: &K) -> Option<u64> {
     let mut h = DefaultHasher::new();
-    repo.status
-        .as_ref()
+    src.status()
         .and_then(|s| s.artifact.as_ref())
         .map(|a| a.revision.to_string())
         .hash(&mut h);
@@ -230,55 +268,232 @@ where
     Ok(())
 }
 
-async fn git_auth(
-    client: &kube::Client,
-    ns: &str,
-    repo: &GitRepository,
-) -> Result<GitAuth, String> {
-    let Some(secret_ref) = &repo.spec.secret_ref else {
-        return Ok(GitAuth::None);
-    };
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret = secrets
-        .get(&secret_ref.name)
-        .await
-        .map_err(|e| format!("secret '{ns}/{}': {e}", secret_ref.name))?;
-    let data = secret.data.unwrap_or_default();
-    let get = |k: &str| {
-        data.get(k)
-            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-    };
-    if let Some(token) = get("bearerToken") {
-        return Ok(GitAuth::Bearer { token });
+/// What the generic source controller needs from a source kind: its schedule, status, the
+/// reason of a failed fetch, and how to build its [`Source`] (spec plus the referenced Secret).
+pub trait SourceKind:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// Flux's Ready=False reason when a fetch fails.
+    const FAILURE_REASON: &'static str;
+    /// `spec.interval`.
+    fn interval(&self) -> &str;
+    /// `spec.suspend`.
+    fn suspended(&self) -> bool;
+    /// `spec.ignore`, recorded as `status.observedIgnore`.
+    fn ignore(&self) -> Option<String>;
+    /// The name of the Secret in `spec.secretRef`.
+    fn secret_name(&self) -> Option<&str>;
+    /// `status`.
+    fn status(&self) -> Option<&SourceStatus>;
+    /// Builds the source from the spec and the data of the Secret (`None` without `secretRef`).
+    /// Errors are a message and whether retrying may help.
+    fn source(
+        &self,
+        key: ArtifactKey,
+        secret: Option<&Secret>,
+    ) -> Result<Box<dyn Source>, (String, bool)>;
+}
+
+/// The value of `key` in a Secret's data.
+fn secret_value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|v| v.clone().into_bytes())
+        })
+}
+
+fn secret_name_of(secret: &Secret) -> String {
+    format!(
+        "{}/{}",
+        secret.metadata.namespace.clone().unwrap_or_default(),
+        secret.metadata.name.clone().unwrap_or_default()
+    )
+}
+
+impl SourceKind for GitRepository {
+    const FAILURE_REASON: &'static str = reason::GIT_OPERATION_FAILED;
+    fn interval(&self) -> &str {
+        &self.spec.interval
     }
-    match (get("username"), get("password")) {
-        (Some(username), Some(password)) => Ok(GitAuth::Basic { username, password }),
-        _ => Err(format!(
-            "secret '{ns}/{}' has neither bearerToken nor username and password",
-            secret_ref.name
-        )),
+    fn suspended(&self) -> bool {
+        self.spec.suspend
+    }
+    fn ignore(&self) -> Option<String> {
+        self.spec.source.ignore.clone()
+    }
+    fn secret_name(&self) -> Option<&str> {
+        self.spec.secret_ref.as_ref().map(|r| r.name.as_str())
+    }
+    fn status(&self) -> Option<&SourceStatus> {
+        self.status.as_ref()
+    }
+    fn source(
+        &self,
+        key: ArtifactKey,
+        secret: Option<&Secret>,
+    ) -> Result<Box<dyn Source>, (String, bool)> {
+        let auth = match secret {
+            None => GitAuth::None,
+            Some(secret) => {
+                let get = |k: &str| {
+                    secret_value(secret, k).map(|v| String::from_utf8_lossy(&v).into_owned())
+                };
+                match (get("bearerToken"), get("username"), get("password")) {
+                    (Some(token), _, _) => GitAuth::Bearer { token },
+                    (None, Some(username), Some(password)) => GitAuth::Basic { username, password },
+                    _ => {
+                        return Err((
+                            format!(
+                                "secret '{}' has neither bearerToken nor username and password",
+                                secret_name_of(secret)
+                            ),
+                            true,
+                        ));
+                    }
+                }
+            }
+        };
+        // GitSource compares the ignore rules recorded in the last artifact itself.
+        let source = GitSource::new(key, self.spec.source.clone(), auth)
+            .map_err(|e| (e.to_string(), false))?;
+        Ok(Box::new(source))
     }
 }
 
-async fn reconcile_repository(
-    repo: Arc<GitRepository>,
+impl SourceKind for OCIRepository {
+    /// Flux's `OCIArtifactPullFailed`.
+    const FAILURE_REASON: &'static str = "OCIArtifactPullFailed";
+    fn interval(&self) -> &str {
+        &self.spec.interval
+    }
+    fn suspended(&self) -> bool {
+        self.spec.suspend
+    }
+    fn ignore(&self) -> Option<String> {
+        self.spec.source.ignore.clone()
+    }
+    fn secret_name(&self) -> Option<&str> {
+        self.spec.secret_ref.as_ref().map(|r| r.name.as_str())
+    }
+    fn status(&self) -> Option<&SourceStatus> {
+        self.status.as_ref()
+    }
+    fn source(
+        &self,
+        key: ArtifactKey,
+        secret: Option<&Secret>,
+    ) -> Result<Box<dyn Source>, (String, bool)> {
+        let auth = match secret {
+            None => OciAuth::Anonymous,
+            Some(secret) => {
+                let json = secret_value(secret, ".dockerconfigjson").ok_or_else(|| {
+                    (
+                        format!(
+                            "secret '{}' has no .dockerconfigjson",
+                            secret_name_of(secret)
+                        ),
+                        true,
+                    )
+                })?;
+                let url = &self.spec.source.url;
+                let host = url
+                    .strip_prefix("oci://")
+                    .unwrap_or(url)
+                    .split('/')
+                    .next()
+                    .unwrap_or_default();
+                OciAuth::from_docker_config(&json, host).map_err(|e| (e.to_string(), true))?
+            }
+        };
+        let source = OciSource::new(key, self.spec.source.clone(), auth)
+            .map_err(|e| (e.to_string(), false))?;
+        Ok(Box::new(source))
+    }
+}
+
+impl SourceKind for Bucket {
+    /// Flux's `BucketOperationFailed`.
+    const FAILURE_REASON: &'static str = "BucketOperationFailed";
+    fn interval(&self) -> &str {
+        &self.spec.interval
+    }
+    fn suspended(&self) -> bool {
+        self.spec.suspend
+    }
+    fn ignore(&self) -> Option<String> {
+        self.spec.source.ignore.clone()
+    }
+    fn secret_name(&self) -> Option<&str> {
+        self.spec.secret_ref.as_ref().map(|r| r.name.as_str())
+    }
+    fn status(&self) -> Option<&SourceStatus> {
+        self.status.as_ref()
+    }
+    fn source(
+        &self,
+        key: ArtifactKey,
+        secret: Option<&Secret>,
+    ) -> Result<Box<dyn Source>, (String, bool)> {
+        let auth = match secret {
+            None => BucketAuth::Anonymous,
+            Some(secret) => {
+                let get = |k: &str| {
+                    secret_value(secret, k).map(|v| String::from_utf8_lossy(&v).into_owned())
+                };
+                match (get("accesskey"), get("secretkey")) {
+                    (Some(id), Some(secret)) => BucketAuth::AccessKey { id, secret },
+                    _ => {
+                        return Err((
+                            format!(
+                                "secret '{}' has no accesskey and secretkey",
+                                secret_name_of(secret)
+                            ),
+                            true,
+                        ));
+                    }
+                }
+            }
+        };
+        let source = BucketSource::new(key, self.spec.source.clone(), auth)
+            .map_err(|e| (e.to_string(), false))?;
+        Ok(Box::new(source))
+    }
+}
+
+async fn reconcile_source<K: SourceKind>(
+    src: Arc<K>,
     ctx: Arc<Ctx>,
 ) -> Result<Action, OperatorError> {
-    let ns = repo
+    let ns = src
         .namespace()
-        .ok_or_else(|| OperatorError::NoNamespace(repo.name_any()))?;
-    let name = repo.name_any();
-    if repo.spec.suspend {
+        .ok_or_else(|| OperatorError::NoNamespace(src.name_any()))?;
+    let name = src.name_any();
+    if src.suspended() {
         return Ok(Action::await_change());
     }
-    let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
-    let old = repo.status.clone().unwrap_or_default();
+    let kind_name = K::kind(&()).to_string();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let old = src.status().cloned().unwrap_or_default();
     let mut status = old.clone();
-    status.observed_generation = repo.metadata.generation;
-    let key = key_of(repo.as_ref());
-    let interval = parse_duration(&repo.spec.interval).unwrap_or(Duration::from_secs(60));
+    status.observed_generation = src.meta().generation;
+    let key = key_of(src.as_ref());
+    let interval = parse_duration(src.interval()).unwrap_or(Duration::from_secs(60));
 
-    let result = fetch_repository(&repo, &ns, &name, &ctx, &old).await;
+    let result = fetch_source(src.as_ref(), &kind_name, &ns, &name, &ctx, &old).await;
     let mut conds = UnitStatus {
         conditions: status.conditions.clone(),
         ..UnitStatus::default()
@@ -297,23 +512,23 @@ async fn reconcile_repository(
             condition::remove_condition(&mut conds.conditions, kind::RECONCILING);
             condition::remove_condition(&mut conds.conditions, kind::STALLED);
             if let Fetched::New(a) = &fetched {
-                tracing::info!(gitrepository = %key, revision = %a.revision, "new artifact");
+                tracing::info!(source = %key, revision = %a.revision, "new artifact");
                 if let Err(e) = ctx.store.gc(a) {
-                    tracing::warn!(gitrepository = %key, "artifact garbage collection: {e}");
+                    tracing::warn!(source = %key, "artifact garbage collection: {e}");
                 }
             }
             status.artifact = Some(artifact);
-            status.observed_ignore = repo.spec.source.ignore.clone();
+            status.observed_ignore = src.ignore();
             ctx.succeeded(&key);
             ctx.config.backoff.jittered(interval)
         }
         Err((message, retryable)) => {
-            tracing::warn!(gitrepository = %key, "{message}");
+            tracing::warn!(source = %key, "{message}");
             condition::set_condition(
                 &mut conds.conditions,
                 kind::READY,
                 Status::False,
-                reason::GIT_OPERATION_FAILED,
+                K::FAILURE_REASON,
                 message.clone(),
             );
             condition::set_condition(
@@ -331,23 +546,29 @@ async fn reconcile_repository(
     Ok(Action::requeue(next))
 }
 
-async fn fetch_repository(
-    repo: &GitRepository,
+async fn fetch_source<K: SourceKind>(
+    src: &K,
+    kind_name: &str,
     ns: &str,
     name: &str,
     ctx: &Ctx,
-    old: &GitRepositoryStatus,
+    old: &SourceStatus,
 ) -> Result<Fetched, (String, bool)> {
-    let auth = git_auth(&ctx.client, ns, repo)
-        .await
-        .map_err(|m| (m, true))?;
-    let key = ArtifactKey::new("GitRepository", ns, name).map_err(|e| (e.to_string(), false))?;
-    let spec = repo.spec.source.clone();
-    let source = GitSource::new(key, spec, auth).map_err(|e| (e.to_string(), false))?;
-    // GitSource compares the ignore rules recorded in the last artifact itself.
-    let last = old.artifact.as_ref();
+    let secret = match src.secret_name() {
+        None => None,
+        Some(secret_name) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+            let secret = secrets
+                .get(secret_name)
+                .await
+                .map_err(|e| (format!("secret '{ns}/{secret_name}': {e}"), true))?;
+            Some(secret)
+        }
+    };
+    let key = ArtifactKey::new(kind_name, ns, name).map_err(|e| (e.to_string(), false))?;
+    let source = src.source(key, secret.as_ref())?;
     source
-        .fetch(&ctx.store, last)
+        .fetch(&ctx.store, old.artifact.as_ref())
         .await
         .map_err(|e| (e.to_string(), e.is_retryable()))
 }
@@ -472,27 +693,35 @@ async fn preflight(
         }
     }
     let src = &ks.spec.source_ref;
-    if src.kind != "GitRepository" {
-        let message = format!(
-            "source kind {} is not supported (only GitRepository)",
-            src.kind
-        );
-        return Ok(Err((reason::ARTIFACT_FAILED, message)));
-    }
     let src_ns = src.namespace.clone().unwrap_or_else(|| ns.to_string());
-    let repos: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &src_ns);
-    let artifact = repos
-        .get_opt(&src.name)
-        .await?
-        .and_then(|r| r.status)
-        .and_then(|s| s.artifact);
-    Ok(artifact.ok_or_else(|| {
+    let status = match src.kind.as_str() {
+        "GitRepository" => source_status::<GitRepository>(ctx, &src_ns, &src.name).await?,
+        "OCIRepository" => source_status::<OCIRepository>(ctx, &src_ns, &src.name).await?,
+        "Bucket" => source_status::<Bucket>(ctx, &src_ns, &src.name).await?,
+        other => {
+            let message = format!(
+                "source kind '{other}' is not supported (GitRepository, OCIRepository or Bucket)"
+            );
+            return Ok(Err((reason::ARTIFACT_FAILED, message)));
+        }
+    };
+    Ok(status.and_then(|s| s.artifact).ok_or_else(|| {
         let message = format!(
-            "Source artifact of GitRepository '{src_ns}/{}' not found",
-            src.name
+            "Source artifact of {} '{src_ns}/{}' not found",
+            src.kind, src.name
         );
         (reason::ARTIFACT_FAILED, message)
     }))
+}
+
+/// The status of the source `ns/name` of kind `K`, `None` when it does not exist.
+async fn source_status<K: SourceKind>(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+) -> Result<Option<SourceStatus>, OperatorError> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(api.get_opt(name).await?.and_then(|s| s.status().cloned()))
 }
 
 /// Summaries of Kustomizations as `flux get kustomizations` prints them: name, revision,

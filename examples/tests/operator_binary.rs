@@ -69,27 +69,8 @@ async fn operator_binary_installs_crds_and_reconciles() -> Result<()> {
     let kss: Api<Kustomization> = Api::namespaced(env.client(), "default");
     let repos: Api<gitops_examples::crds::GitRepository> = Api::namespaced(env.client(), "default");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match repos
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(manifests[0].clone())?,
-            )
-            .await
-        {
-            Ok(_) => break,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::debug!("CRDs not served yet: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    kss.create(
-        &PostParams::default(),
-        &serde_json::from_value(manifests[1].clone())?,
-    )
-    .await?;
+    create_when_served(&repos, manifests[0].clone(), deadline).await?;
+    create_when_served(&kss, manifests[1].clone(), deadline).await?;
     let ks = wait::until(
         &kss,
         "podinfo",
@@ -101,4 +82,27 @@ async fn operator_binary_installs_crds_and_reconciles() -> Result<()> {
     let inventory = ks.status.and_then(|s| s.inventory).unwrap_or_default();
     assert_eq!(inventory.len(), 3);
     Ok(())
+}
+
+/// Creates the object once its CRD is served (the operator installs the CRDs one after the
+/// other, so each kind may appear later than the previous one), retrying until `deadline`.
+async fn create_when_served<K>(
+    api: &Api<K>,
+    manifest: serde_json::Value,
+    deadline: tokio::time::Instant,
+) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(manifest)?;
+    loop {
+        match api.create(&PostParams::default(), &obj).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!("CRD not served yet: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

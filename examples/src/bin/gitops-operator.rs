@@ -1,5 +1,6 @@
-//! `gitops-operator`: serves Flux's `GitRepository` (source.toolkit.fluxcd.io/v1) and
-//! `Kustomization` (kustomize.toolkit.fluxcd.io/v1) against the current kubeconfig, until ctrl-c.
+//! `gitops-operator`: serves Flux's `GitRepository`, `OCIRepository` and `Bucket`
+//! (source.toolkit.fluxcd.io/v1) and `Kustomization` (kustomize.toolkit.fluxcd.io/v1) against the
+//! current kubeconfig, until ctrl-c.
 //!
 //! ```text
 //! gitops-operator [--storage-path DIR] [--install-crds]
@@ -17,13 +18,13 @@ use gitops_examples::operator::{self, OperatorConfig};
 #[command(
     name = "gitops-operator",
     version,
-    about = "Flux's GitRepository and Kustomization, served by the gitops toolkit"
+    about = "Flux's GitRepository, OCIRepository, Bucket and Kustomization, served by the gitops toolkit"
 )]
 struct Args {
     /// Where artifacts are stored (Flux's `--storage-path`).
     #[arg(long, default_value = "/tmp/gitops-operator/artifacts")]
     storage_path: PathBuf,
-    /// Apply the GitRepository and Kustomization CRDs first.
+    /// Apply the GitRepository, OCIRepository, Bucket and Kustomization CRDs first.
     #[arg(long)]
     install_crds: bool,
     /// Requeue delay while a dependency or source is not ready (Flux's `--requeue-dependency`).
@@ -55,7 +56,7 @@ async fn main() -> Result<()> {
         dependency_requeue: args.requeue_dependency,
         ..OperatorConfig::default()
     };
-    tracing::info!(storage = %args.storage_path.display(), "serving GitRepository and Kustomization");
+    tracing::info!(storage = %args.storage_path.display(), "serving GitRepository, OCIRepository, Bucket and Kustomization");
     operator::run(client, store, config, async {
         let _ = tokio::signal::ctrl_c().await;
     })
