@@ -1,4 +1,5 @@
-//! Flux's `GitRepository`, `OCIRepository` and `Bucket` (source.toolkit.fluxcd.io/v1) and
+//! Flux's `GitRepository`, `OCIRepository`, `Bucket`, `HelmRepository` and `HelmChart`
+//! (source.toolkit.fluxcd.io/v1) and
 //! `Kustomization` (kustomize.toolkit.fluxcd.io/v1), for the fields this toolkit implements. Field names are
 //! Flux's, so a Flux user's manifests apply unchanged; unknown fields are kept by the CRDs.
 
@@ -8,10 +9,12 @@ use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 
 /// The CRD manifests this operator serves.
-pub const CRD_MANIFESTS: [&str; 4] = [
+pub const CRD_MANIFESTS: [&str; 6] = [
     include_str!("../crds/gitrepositories.yaml"),
     include_str!("../crds/ocirepositories.yaml"),
     include_str!("../crds/buckets.yaml"),
+    include_str!("../crds/helmrepositories.yaml"),
+    include_str!("../crds/helmcharts.yaml"),
     include_str!("../crds/kustomizations.yaml"),
 ];
 
@@ -100,10 +103,63 @@ pub struct BucketSpec {
     pub suspend: bool,
 }
 
+/// `HelmRepository.spec` (Flux's `type: default`, an HTTP(S) chart repository): the source
+/// fields are [`gitops_sources::helm::HelmRepositorySpec`] (url, passCredentials, timeout), plus
+/// what the operator reads. The repository is not reconciled on its own: the HelmCharts that
+/// reference it read it when they fetch.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "source.toolkit.fluxcd.io",
+    version = "v1",
+    kind = "HelmRepository",
+    namespaced,
+    schema = "disabled"
+)]
+#[kube(status = "SourceStatus", shortname = "helmrepo")]
+#[serde(rename_all = "camelCase")]
+pub struct HelmRepositorySpec {
+    /// url, passCredentials, timeout.
+    #[serde(flatten)]
+    pub source: gitops_sources::helm::HelmRepositorySpec,
+    /// A Secret with the keys `username` and `password` (HTTP basic authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// Poll period (Go duration; Flux's default is 1m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Stop reconciling (the HelmCharts of a suspended repository are not fetched).
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// `HelmChart.spec`: the source fields are [`gitops_sources::helm::HelmChartSpec`] (chart,
+/// version, sourceRef), plus what the operator reads. `sourceRef.kind` must be
+/// `HelmRepository`.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "source.toolkit.fluxcd.io",
+    version = "v1",
+    kind = "HelmChart",
+    namespaced,
+    schema = "disabled"
+)]
+#[kube(status = "SourceStatus", shortname = "hc")]
+#[serde(rename_all = "camelCase")]
+pub struct HelmChartSpec {
+    /// chart, version, sourceRef.
+    #[serde(flatten)]
+    pub source: gitops_sources::helm::HelmChartSpec,
+    /// Poll period (Go duration).
+    pub interval: String,
+    /// Stop reconciling.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
 /// `GitRepository.status`: the common source status.
 pub type GitRepositoryStatus = SourceStatus;
 
-/// The status of a source (`GitRepository`, `OCIRepository`, `Bucket`).
+/// The status of a source (`GitRepository`, `OCIRepository`, `Bucket`, `HelmChart`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceStatus {
@@ -281,6 +337,8 @@ mod tests {
                 "OCIRepository/v1",
                 "OCIRepository/v1beta2",
                 "Bucket/v1",
+                "HelmRepository/v1",
+                "HelmChart/v1",
                 "Kustomization/v1"
             ]
         );
@@ -316,6 +374,43 @@ mod tests {
         .unwrap();
         assert_eq!(bucket.spec.source.bucket_name, "podinfo");
         assert!(bucket.spec.source.insecure && bucket.spec.suspend);
+    }
+
+    #[test]
+    fn helm_specs_read_flux_manifests() {
+        let repo: HelmRepository = serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmRepository",
+            "metadata": {"name": "podinfo", "namespace": "flux-system"},
+            "spec": {"url": "https://stefanprodan.github.io/podinfo", "interval": "5m",
+                     "timeout": "30s", "passCredentials": true, "secretRef": {"name": "auth"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            repo.spec.source.timeout,
+            Some(std::time::Duration::from_secs(30))
+        );
+        assert!(repo.spec.source.pass_credentials);
+        assert_eq!(
+            repo.spec.secret_ref.map(|r| r.name).as_deref(),
+            Some("auth")
+        );
+        let chart: HelmChart = serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmChart",
+            "metadata": {"name": "podinfo", "namespace": "flux-system"},
+            "spec": {"chart": "podinfo", "version": ">=6.0.0", "interval": "1m",
+                     "sourceRef": {"kind": "HelmRepository", "name": "podinfo"},
+                     "reconcileStrategy": "ChartVersion"}
+        }))
+        .unwrap();
+        assert_eq!(chart.spec.source.chart, "podinfo");
+        assert_eq!(chart.spec.source.version, ">=6.0.0");
+        let r = chart.spec.source.source_ref.unwrap();
+        assert_eq!(
+            (r.kind.as_str(), r.name.as_str()),
+            ("HelmRepository", "podinfo")
+        );
     }
 
     #[test]
