@@ -1,10 +1,15 @@
-//! A Flux-compatible operator on kube-runtime: serves `GitRepository`, `OCIRepository`, `Bucket`
-//! and `Kustomization` with the toolkit's `GitSource`, `OciSource`, `BucketSource`,
-//! `KustomizeRenderer` and `SsaApplier`, writing Flux's status (conditions, artifact,
-//! lastAppliedRevision, inventory).
+//! A Flux-compatible operator on kube-runtime: serves `GitRepository`, `OCIRepository`, `Bucket`,
+//! `HelmChart` (from a `HelmRepository`) and `Kustomization` with the toolkit's `GitSource`,
+//! `OciSource`, `BucketSource`, `HelmChartSource`, `KustomizeRenderer` and `SsaApplier`, writing
+//! Flux's status (conditions, artifact, lastAppliedRevision, inventory).
 //!
-//! The three source kinds share one generic controller ([`SourceKind`]): only how the `Source`
-//! is built (spec and credentials) and the failure reason differ.
+//! The four source kinds share one generic controller ([`SourceKind`]): only how the `Source`
+//! is built (spec and credentials) and the failure reason differ. A `HelmRepository` has no
+//! controller of its own (and no status): each `HelmChart` reads the repository its `sourceRef`
+//! names, and the repository's `secretRef`, when it fetches.
+//!
+//! The operator serves its artifact store over HTTP ([`ArtifactServer`], Flux's
+//! `--storage-addr`); every `status.artifact.url` is the server's URL of the artifact.
 //!
 //! Reconciles are triggered by spec changes (generation), by `reconcile.fluxcd.io/requestedAt`,
 //! by a new artifact of the referenced source, and by the interval (± jitter) or the backoff
@@ -25,7 +30,9 @@ use gitops_core::{ArtifactKey, ArtifactStore, Fetched, Renderer, Source, Status}
 use gitops_render::KustomizeRenderer;
 use gitops_sources::bucket::{BucketAuth, BucketSource};
 use gitops_sources::git::{GitAuth, GitSource};
+use gitops_sources::helm::{HelmAuth, HelmChartSource, HelmChartSourceRef};
 use gitops_sources::oci::{OciAuth, OciSource};
+use gitops_sources::server::{ArtifactServer, ServerError};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -33,7 +40,9 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Resource, ResourceExt};
 
-use crate::crds::{Bucket, GitRepository, Kustomization, OCIRepository, SourceStatus};
+use crate::crds::{
+    Bucket, GitRepository, HelmChart, HelmRepository, Kustomization, OCIRepository, SourceStatus,
+};
 
 /// Flux's annotation that asks for a reconcile now.
 pub const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
@@ -47,6 +56,12 @@ pub struct OperatorConfig {
     pub dependency_requeue: Duration,
     /// Backoff and jitter.
     pub backoff: Backoff,
+    /// Where the artifact server listens (Flux's `--storage-addr`, default `:9090`; `:PORT`
+    /// means every interface). [`OperatorConfig::default`] uses `127.0.0.1:0`.
+    pub storage_addr: String,
+    /// The address consumers reach the artifact server at (Flux's `--storage-adv-addr`):
+    /// `host[:port]` or an `http(s)://` base URL; `None` advertises the bound address.
+    pub storage_adv_addr: Option<String>,
 }
 
 impl Default for OperatorConfig {
@@ -54,7 +69,32 @@ impl Default for OperatorConfig {
         OperatorConfig {
             dependency_requeue: Duration::from_secs(30),
             backoff: Backoff::default(),
+            storage_addr: "127.0.0.1:0".to_string(),
+            storage_adv_addr: None,
         }
+    }
+}
+
+impl OperatorConfig {
+    /// The socket address to bind: `:PORT` becomes `0.0.0.0:PORT`.
+    pub fn listen_addr(&self) -> String {
+        if self.storage_addr.starts_with(':') {
+            format!("0.0.0.0{}", self.storage_addr)
+        } else {
+            self.storage_addr.clone()
+        }
+    }
+
+    /// The advertised base URL: `storage_adv_addr` with `http://` prepended when it has no
+    /// scheme.
+    pub fn advertised_base_url(&self) -> Option<String> {
+        self.storage_adv_addr.as_ref().map(|a| {
+            if a.starts_with("http://") || a.starts_with("https://") {
+                a.clone()
+            } else {
+                format!("http://{a}")
+            }
+        })
     }
 }
 
@@ -62,6 +102,7 @@ impl Default for OperatorConfig {
 struct Ctx {
     client: kube::Client,
     store: ArtifactStore,
+    server: ArtifactServer,
     renderer: Arc<dyn Renderer>,
     applier: SsaApplier,
     config: OperatorConfig,
@@ -80,20 +121,28 @@ pub enum OperatorError {
     /// The object has no namespace.
     #[error("{0} has no namespace")]
     NoNamespace(String),
+    /// The artifact server could not start.
+    #[error(transparent)]
+    Server(#[from] ServerError),
 }
 
-/// Runs the GitRepository, OCIRepository, Bucket and Kustomization controllers until `shutdown`
-/// resolves.
+/// Starts the artifact server, then runs the GitRepository, OCIRepository, Bucket, HelmChart and
+/// Kustomization controllers until `shutdown` resolves. Errors: the artifact server could not
+/// bind ([`OperatorError::Server`]).
 pub async fn run(
     client: kube::Client,
     store: ArtifactStore,
     config: OperatorConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
+) -> Result<(), OperatorError> {
+    let advertised = config.advertised_base_url();
+    let server =
+        ArtifactServer::bind(store.clone(), config.listen_addr(), advertised.as_deref()).await?;
     let ctx = Arc::new(Ctx {
         applier: SsaApplier::new(client.clone()).with_field_manager(FIELD_MANAGER),
         client: client.clone(),
         store,
+        server,
         renderer: Arc::new(KustomizeRenderer::new()),
         config,
         failures: Mutex::new(HashMap::new()),
@@ -103,6 +152,7 @@ pub async fn run(
     let git_ctrl = source_controller::<GitRepository>(&client, &ctx, shutdown.clone());
     let oci_ctrl = source_controller::<OCIRepository>(&client, &ctx, shutdown.clone());
     let bucket_ctrl = source_controller::<Bucket>(&client, &ctx, shutdown.clone());
+    let helm_ctrl = source_controller::<HelmChart>(&client, &ctx, shutdown.clone());
 
     let kss: Api<Kustomization> = Api::all(client.clone());
     let (ks_reader, ks_writer) = reflector::store();
@@ -124,7 +174,9 @@ pub async fn run(
         .graceful_shutdown_on(shutdown)
         .run(reconcile_kustomization, error_policy, ctx.clone())
         .for_each(|_| async {});
-    futures::join!(git_ctrl, oci_ctrl, bucket_ctrl, ks_ctrl);
+    futures::join!(git_ctrl, oci_ctrl, bucket_ctrl, helm_ctrl, ks_ctrl);
+    // The last reference to the context (and the artifact server) goes with `ctx`.
+    Ok(())
 }
 
 /// The controller of one source kind.
@@ -291,12 +343,19 @@ pub trait SourceKind:
     fn secret_name(&self) -> Option<&str>;
     /// `status`.
     fn status(&self) -> Option<&SourceStatus>;
-    /// Builds the source from the spec and the data of the Secret (`None` without `secretRef`).
-    /// Errors are a message and whether retrying may help.
+    /// The HelmRepository this source reads (`spec.sourceRef` of a HelmChart); its `secretRef`
+    /// then replaces [`SourceKind::secret_name`].
+    fn helm_repository(&self) -> Option<&HelmChartSourceRef> {
+        None
+    }
+    /// Builds the source from the spec, the data of the Secret (`None` without `secretRef`) and
+    /// the HelmRepository of [`SourceKind::helm_repository`]. Errors are a message and whether
+    /// retrying may help.
     fn source(
         &self,
         key: ArtifactKey,
         secret: Option<&Secret>,
+        repository: Option<&HelmRepository>,
     ) -> Result<Box<dyn Source>, (String, bool)>;
 }
 
@@ -345,6 +404,7 @@ impl SourceKind for GitRepository {
         &self,
         key: ArtifactKey,
         secret: Option<&Secret>,
+        _repository: Option<&HelmRepository>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
         let auth = match secret {
             None => GitAuth::None,
@@ -396,6 +456,7 @@ impl SourceKind for OCIRepository {
         &self,
         key: ArtifactKey,
         secret: Option<&Secret>,
+        _repository: Option<&HelmRepository>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
         let auth = match secret {
             None => OciAuth::Anonymous,
@@ -447,6 +508,7 @@ impl SourceKind for Bucket {
         &self,
         key: ArtifactKey,
         secret: Option<&Secret>,
+        _repository: Option<&HelmRepository>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
         let auth = match secret {
             None => BucketAuth::Anonymous,
@@ -470,6 +532,70 @@ impl SourceKind for Bucket {
         };
         let source = BucketSource::new(key, self.spec.source.clone(), auth)
             .map_err(|e| (e.to_string(), false))?;
+        Ok(Box::new(source))
+    }
+}
+
+impl SourceKind for HelmChart {
+    /// Flux's `ChartPullFailed`.
+    const FAILURE_REASON: &'static str = "ChartPullFailed";
+    fn interval(&self) -> &str {
+        &self.spec.interval
+    }
+    fn suspended(&self) -> bool {
+        self.spec.suspend
+    }
+    fn ignore(&self) -> Option<String> {
+        None
+    }
+    fn secret_name(&self) -> Option<&str> {
+        None
+    }
+    fn status(&self) -> Option<&SourceStatus> {
+        self.status.as_ref()
+    }
+    fn helm_repository(&self) -> Option<&HelmChartSourceRef> {
+        self.spec.source.source_ref.as_ref()
+    }
+    fn source(
+        &self,
+        key: ArtifactKey,
+        secret: Option<&Secret>,
+        repository: Option<&HelmRepository>,
+    ) -> Result<Box<dyn Source>, (String, bool)> {
+        let repository = repository.ok_or_else(|| {
+            (
+                "spec.sourceRef must name a HelmRepository".to_string(),
+                false,
+            )
+        })?;
+        let auth = match secret {
+            None => HelmAuth::None,
+            Some(secret) => {
+                let get = |k: &str| {
+                    secret_value(secret, k).map(|v| String::from_utf8_lossy(&v).into_owned())
+                };
+                match (get("username"), get("password")) {
+                    (Some(user), Some(pass)) => HelmAuth::Basic { user, pass },
+                    _ => {
+                        return Err((
+                            format!(
+                                "secret '{}' has no username and password",
+                                secret_name_of(secret)
+                            ),
+                            true,
+                        ));
+                    }
+                }
+            }
+        };
+        let source = HelmChartSource::new(
+            key,
+            repository.spec.source.clone(),
+            self.spec.source.clone(),
+            auth,
+        )
+        .map_err(|e| (e.to_string(), false))?;
         Ok(Box::new(source))
     }
 }
@@ -500,7 +626,8 @@ async fn reconcile_source<K: SourceKind>(
     };
     let next = match result {
         Ok(fetched) => {
-            let artifact = fetched.artifact().clone();
+            let mut artifact = fetched.artifact().clone();
+            artifact.url = ctx.server.url_for(&artifact);
             let message = format!("stored artifact for revision '{}'", artifact.revision);
             condition::set_condition(
                 &mut conds.conditions,
@@ -554,7 +681,36 @@ async fn fetch_source<K: SourceKind>(
     ctx: &Ctx,
     old: &SourceStatus,
 ) -> Result<Fetched, (String, bool)> {
-    let secret = match src.secret_name() {
+    let repository = match src.helm_repository() {
+        None => None,
+        Some(r) if r.kind != "HelmRepository" => {
+            let message = format!(
+                "spec.sourceRef.kind '{}' is not supported (HelmRepository)",
+                r.kind
+            );
+            return Err((message, false));
+        }
+        Some(r) => {
+            let repos: Api<HelmRepository> = Api::namespaced(ctx.client.clone(), ns);
+            let repo = repos
+                .get_opt(&r.name)
+                .await
+                .map_err(|e| (format!("HelmRepository '{ns}/{}': {e}", r.name), true))?
+                .ok_or_else(|| (format!("HelmRepository '{ns}/{}' not found", r.name), true))?;
+            if repo.spec.suspend {
+                return Err((
+                    format!("HelmRepository '{ns}/{}' is suspended", r.name),
+                    true,
+                ));
+            }
+            Some(repo)
+        }
+    };
+    let secret_name = match &repository {
+        Some(repo) => repo.spec.secret_ref.as_ref().map(|r| r.name.as_str()),
+        None => src.secret_name(),
+    };
+    let secret = match secret_name {
         None => None,
         Some(secret_name) => {
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
@@ -566,7 +722,7 @@ async fn fetch_source<K: SourceKind>(
         }
     };
     let key = ArtifactKey::new(kind_name, ns, name).map_err(|e| (e.to_string(), false))?;
-    let source = src.source(key, secret.as_ref())?;
+    let source = src.source(key, secret.as_ref(), repository.as_ref())?;
     source
         .fetch(&ctx.store, old.artifact.as_ref())
         .await

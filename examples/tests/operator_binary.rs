@@ -44,6 +44,8 @@ async fn operator_binary_installs_crds_and_reconciles() -> Result<()> {
                 "--install-crds",
                 "--requeue-dependency",
                 "1s",
+                "--storage-addr",
+                "127.0.0.1:0",
                 "--storage-path",
             ])
             .arg(tmp.path().join("artifacts"))

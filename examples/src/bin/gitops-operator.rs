@@ -1,9 +1,9 @@
-//! `gitops-operator`: serves Flux's `GitRepository`, `OCIRepository` and `Bucket`
-//! (source.toolkit.fluxcd.io/v1) and `Kustomization` (kustomize.toolkit.fluxcd.io/v1) against the
+//! `gitops-operator`: serves Flux's `GitRepository`, `OCIRepository`, `Bucket` and `HelmChart`
+//! (from `HelmRepository`, source.toolkit.fluxcd.io/v1) and `Kustomization` (kustomize.toolkit.fluxcd.io/v1) against the
 //! current kubeconfig, until ctrl-c.
 //!
 //! ```text
-//! gitops-operator [--storage-path DIR] [--install-crds]
+//! gitops-operator [--storage-path DIR] [--storage-addr ADDR] [--storage-adv-addr ADDR] [--install-crds]
 //! ```
 
 use std::path::PathBuf;
@@ -18,13 +18,21 @@ use gitops_examples::operator::{self, OperatorConfig};
 #[command(
     name = "gitops-operator",
     version,
-    about = "Flux's GitRepository, OCIRepository, Bucket and Kustomization, served by the gitops toolkit"
+    about = "Flux's GitRepository, OCIRepository, Bucket, HelmChart and Kustomization, served by the gitops toolkit"
 )]
 struct Args {
     /// Where artifacts are stored (Flux's `--storage-path`).
     #[arg(long, default_value = "/tmp/gitops-operator/artifacts")]
     storage_path: PathBuf,
-    /// Apply the GitRepository, OCIRepository, Bucket and Kustomization CRDs first.
+    /// Where the artifact server listens (Flux's `--storage-addr`; `:PORT` is every interface).
+    #[arg(long, default_value = ":9090")]
+    storage_addr: String,
+    /// The address written into `status.artifact.url` (Flux's `--storage-adv-addr`):
+    /// `host[:port]` or an `http(s)://` base URL; default: the bound address.
+    #[arg(long)]
+    storage_adv_addr: Option<String>,
+    /// Apply the GitRepository, OCIRepository, Bucket, HelmRepository, HelmChart and
+    /// Kustomization CRDs first.
     #[arg(long)]
     install_crds: bool,
     /// Requeue delay while a dependency or source is not ready (Flux's `--requeue-dependency`).
@@ -54,12 +62,14 @@ async fn main() -> Result<()> {
     let store = ArtifactStore::new(&args.storage_path)?;
     let config = OperatorConfig {
         dependency_requeue: args.requeue_dependency,
+        storage_addr: args.storage_addr,
+        storage_adv_addr: args.storage_adv_addr,
         ..OperatorConfig::default()
     };
-    tracing::info!(storage = %args.storage_path.display(), "serving GitRepository, OCIRepository, Bucket and Kustomization");
+    tracing::info!(storage = %args.storage_path.display(), "serving GitRepository, OCIRepository, Bucket, HelmChart and Kustomization");
     operator::run(client, store, config, async {
         let _ = tokio::signal::ctrl_c().await;
     })
-    .await;
+    .await?;
     Ok(())
 }
