@@ -3,7 +3,13 @@
 //! `gitops_testenv::OciRegistry`) or a real S3 server (`moto_server`, through
 //! `gitops_testenv::S3Server`), and the operator reconciling an `OCIRepository` or a `Bucket`
 //! plus a Kustomization whose `sourceRef` points at it. Credentials come from Secrets, as Flux
-//! reads them (`.dockerconfigjson`; `accesskey`/`secretkey`).
+//! reads them (`.dockerconfigjson`; `accesskey`/`secretkey`). The OCI test also downloads
+//! `status.artifact.url` from the operator's artifact server, as a consumer would.
+//!
+//! The HelmChart test packages the real podinfo chart (`/work/shared/fixtures/podinfo/charts/
+//! podinfo`, or `$PODINFO_CHART`) at several versions as `helm package` lays them out, writes a
+//! Helm `index.yaml`, serves the folder with `StaticHttpServer` behind basic authentication, and
+//! has the operator resolve `version: ">=6.0.0"` through a HelmRepository with a `secretRef`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,11 +17,12 @@ use std::time::Duration;
 use anyhow::Result;
 use gitops_core::ArtifactStore;
 use gitops_core::condition::{find_condition, is_ready, kind};
-use gitops_examples::crds::{Bucket, Kustomization, OCIRepository};
+use gitops_examples::crds::{Bucket, HelmChart, Kustomization, OCIRepository};
 use gitops_examples::operator::{self, OperatorConfig};
 use gitops_examples::wait;
 use gitops_sources::oci::{OciAuth, push_artifact};
-use gitops_testenv::{OciRegistry, S3Server, TestEnv};
+use gitops_sources::server::{FetchLimits, fetch_artifact};
+use gitops_testenv::{OciRegistry, S3Server, StaticHttpServer, TestEnv};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use kube::api::{Api, PostParams};
@@ -49,13 +56,20 @@ impl World {
             .await?;
         let store = ArtifactStore::new(tmp.path().join("artifacts"))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let env_client = env.client();
         let config = OperatorConfig {
             dependency_requeue: Duration::from_secs(1),
             ..OperatorConfig::default()
         };
-        tokio::spawn(operator::run(env.client(), store, config, async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(async move {
+            if let Err(e) = operator::run(env_client, store, config, async move {
+                let _ = stopped.await;
+            })
+            .await
+            {
+                panic!("operator: {e}");
+            }
+        });
         Ok(World {
             env,
             stop: Some(stop),
@@ -190,6 +204,22 @@ async fn oci_repository_with_credentials_feeds_a_kustomization() -> Result<()> {
     assert_eq!(artifact.revision.to_string(), format!("6.0.0@{digest}"));
     let ready = find_condition(&status.conditions, kind::READY).expect("Ready");
     assert_eq!(ready.reason, "Succeeded");
+    // status.artifact.url is the operator's artifact server: download it and verify the digest.
+    assert!(
+        artifact.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        artifact.url
+    );
+    let out = tempfile::tempdir()?;
+    let fetched = fetch_artifact(
+        &artifact.url,
+        &artifact.digest,
+        out.path(),
+        FetchLimits::default(),
+    )
+    .await?;
+    assert_eq!(fetched.digest, artifact.digest);
+    assert!(out.path().join("deployment.yaml").is_file());
 
     let kss: Api<Kustomization> = Api::namespaced(w.client(), NS);
     let other = wait::until(&kss, "other", TIMEOUT, "Ready=False for HelmChart", |k| {
@@ -250,5 +280,168 @@ async fn bucket_with_access_key_feeds_a_kustomization() -> Result<()> {
         Some(revision)
     );
     assert!(is_ready(&status.conditions));
+    Ok(())
+}
+
+fn podinfo_chart() -> PathBuf {
+    std::env::var_os("PODINFO_CHART")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/fixtures/podinfo/charts/podinfo")
+        })
+}
+
+/// The podinfo chart as `helm package` lays it out (`podinfo/Chart.yaml`, ...), with `version`
+/// (and `appVersion`) replaced. From gitops-sources' `tests/helm_repo.rs`.
+fn package_chart(version: &str) -> Vec<u8> {
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut children: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        children.sort();
+        for p in children {
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    let root = podinfo_chart();
+    let mut files = Vec::new();
+    walk(&root, &root, &mut files);
+    let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
+    for rel in files {
+        let mut data = std::fs::read(root.join(&rel)).unwrap();
+        if rel == Path::new("Chart.yaml") {
+            let text = String::from_utf8(data).unwrap();
+            data = text
+                .lines()
+                .map(|l| {
+                    if l.starts_with("version:") {
+                        format!("version: {version}")
+                    } else if l.starts_with("appVersion:") {
+                        format!("appVersion: {version}")
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                .into_bytes();
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(1_700_000_000);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, Path::new("podinfo").join(&rel), &data[..])
+            .unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// Writes `podinfo-<v>.tgz` for each version and an `index.yaml` listing them with digests.
+fn write_chart_repo(dir: &Path, versions: &[&str]) -> Result<()> {
+    let mut y = String::from("apiVersion: v1\nentries:\n  podinfo:\n");
+    for version in versions {
+        let tgz = package_chart(version);
+        let file = format!("podinfo-{version}.tgz");
+        std::fs::write(dir.join(&file), &tgz)?;
+        let digest = gitops_core::Digest::sha256_of(&tgz).hex().to_string();
+        y.push_str(&format!(
+            "  - apiVersion: v1\n    name: podinfo\n    version: {version}\n    appVersion: {version}\n    created: \"2024-01-01T00:00:00Z\"\n    urls:\n    - {file}\n    digest: {digest}\n"
+        ));
+    }
+    y.push_str("generated: \"2024-01-01T00:00:00Z\"\n");
+    std::fs::write(dir.join("index.yaml"), y)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_chart_from_a_helm_repository_with_credentials() -> Result<()> {
+    let w = World::start().await?;
+    let repo_dir = tempfile::tempdir()?;
+    write_chart_repo(repo_dir.path(), &["5.2.0", "6.0.0", "6.1.3", "7.0.0-rc.1"])?;
+    let http = StaticHttpServer::start_with_basic_auth(repo_dir.path(), "helm", "s3cret").await?;
+
+    w.create::<Secret>(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "helm-auth", "namespace": NS},
+        "stringData": {"username": "helm", "password": "s3cret"}
+    }))
+    .await?;
+    w.create::<gitops_examples::crds::HelmRepository>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"url": http.url(), "interval": "10m", "timeout": "20s",
+                 "secretRef": {"name": "helm-auth"}}
+    }))
+    .await?;
+    w.create::<HelmChart>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmChart",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"chart": "podinfo", "version": ">=6.0.0", "interval": "10m",
+                 "sourceRef": {"kind": "HelmRepository", "name": "podinfo"}}
+    }))
+    .await?;
+    // A chart whose repository does not exist: Ready=False, ChartPullFailed.
+    w.create::<HelmChart>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmChart",
+        "metadata": {"name": "orphan", "namespace": NS},
+        "spec": {"chart": "podinfo", "interval": "10m",
+                 "sourceRef": {"kind": "HelmRepository", "name": "missing"}}
+    }))
+    .await?;
+
+    let charts: Api<HelmChart> = Api::namespaced(w.client(), NS);
+    let chart = wait::until(&charts, "podinfo", TIMEOUT, "HelmChart Ready", |c| {
+        c.status.as_ref().is_some_and(|s| {
+            is_ready(&s.conditions) && s.observed_generation == c.metadata.generation
+        })
+    })
+    .await?;
+    let artifact = chart
+        .status
+        .and_then(|s| s.artifact)
+        .expect("status.artifact");
+    assert_eq!(artifact.revision.pointer(), Some("6.1.3"));
+    assert!(
+        artifact.revision.to_string().starts_with("6.1.3@sha256:"),
+        "{}",
+        artifact.revision
+    );
+    // The chart is served by the operator's artifact server.
+    let out = tempfile::tempdir()?;
+    fetch_artifact(
+        &artifact.url,
+        &artifact.digest,
+        out.path(),
+        FetchLimits::default(),
+    )
+    .await?;
+    let chart_yaml = std::fs::read_to_string(out.path().join("podinfo/Chart.yaml"))?;
+    assert!(chart_yaml.contains("version: 6.1.3"), "{chart_yaml}");
+
+    let orphan = wait::until(&charts, "orphan", TIMEOUT, "Ready=False", |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, kind::READY))
+            .is_some_and(|c| c.status.as_str() == "False")
+    })
+    .await?;
+    let cond = find_condition(&orphan.status.unwrap_or_default().conditions, kind::READY)
+        .cloned()
+        .expect("Ready");
+    assert_eq!(cond.reason, "ChartPullFailed");
+    assert!(
+        cond.message.contains("'flux-system/missing' not found"),
+        "{}",
+        cond.message
+    );
     Ok(())
 }
