@@ -1249,7 +1249,9 @@ impl SshSession {
         known_hosts.push('\n');
         write_private(&known, known_hosts.as_bytes())?;
         write_private(&log, b"")?;
-        // The command goes through a shell and git's config syntax: only plain paths.
+        // The command goes through a shell (gix appends "$@") and git's config syntax: only
+        // plain paths. ssh's own messages (-E) and the remote's stderr (`fatal: …` from
+        // git-upload-pack) both go to the log, read when something fails.
         let plain = |p: &Path| {
             let s = p.to_string_lossy().into_owned();
             if s.chars()
@@ -1267,7 +1269,7 @@ impl SshSession {
              -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no \
              -o UserKnownHostsFile={known} -o GlobalKnownHostsFile=/dev/null \
              -o StrictHostKeyChecking=yes -o UpdateHostKeys=no -o BatchMode=yes \
-             -o ConnectTimeout={timeout} -E {log}",
+             -o ConnectTimeout={timeout} -E {log} 2>>{log}",
             key = plain(&key)?,
             known = plain(&known)?,
             log = plain(&log)?,

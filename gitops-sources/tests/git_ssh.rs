@@ -214,3 +214,27 @@ fn ssh_urls_need_ssh_credentials() {
     GitSource::new(key("x"), spec("git@example.com:r.git"), ssh.clone()).unwrap();
     GitSource::new(key("x"), spec("ssh://example.com:2222/r.git"), ssh).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_repository_is_a_remote_error() {
+    let fx = Fixture::new();
+    let server = SshGitServer::start().unwrap();
+    let url = server.url_for(&fx.root.join("missing.git"));
+    let store = ArtifactStore::new(fx.dir.path().join("store")).unwrap();
+    let src = source(
+        &url,
+        None,
+        ssh_auth(server.client_key(), &server.known_hosts()),
+    );
+    let err = src.fetch(&store, None).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let inner = err.inner().downcast_ref::<GitError>().expect("a GitError");
+    assert!(matches!(inner, GitError::Remote { .. }), "{inner:?}");
+    // The remote's stderr is part of the message.
+    assert!(
+        err.to_string()
+            .contains("does not appear to be a git repository"),
+        "{err}"
+    );
+    assert_no_key(&err.to_string(), server.client_key());
+}
