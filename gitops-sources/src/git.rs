@@ -12,7 +12,11 @@
 //!    minus the [`sourceignore`](crate::sourceignore) exclusions, with
 //!    [`ArtifactStore::archive_dir`].
 //!
-//! Transports: `file://`, `git://`, `http://` and `https://` (ssh and scp-like URLs are refused).
+//! Transports: `file://`, `git://`, `http://`, `https://` and `ssh://` (also scp-like
+//! `user@host:path`). SSH runs the system `ssh` program (OpenSSH) with the identity and
+//! `known_hosts` of [`GitAuth::Ssh`], written to a private temporary folder for the duration of
+//! one fetch; the host key is always verified (`StrictHostKeyChecking=yes`), nothing of the
+//! user's or system's SSH configuration is read, and nothing prompts.
 //! Protocol v2 is requested explicitly (`protocol.version=2`): with v0/v1 servers gix may fetch
 //! more than asked, so after a depth-1 fetch the repository is checked with `is_shallow()` and a
 //! warning is logged when it is not.
@@ -121,9 +125,10 @@ pub struct GitReference {
     pub commit: Option<String>,
 }
 
-/// Credentials for HTTP(S) remotes, from a GitRepository's `secretRef` (`username`/`password`
-/// or `bearerToken`). Sent as an `Authorization` header with every request (redirects are then
-/// refused, so they never reach another host); ignored for `file://` and `git://`.
+/// Credentials from a GitRepository's `secretRef`. For HTTP(S) remotes (`username`/`password`
+/// or `bearerToken`) they are sent as an `Authorization` header with every request (redirects are
+/// then refused, so they never reach another host); ignored for `file://` and `git://`. SSH
+/// remotes need [`GitAuth::Ssh`] (`identity` + `known_hosts`), and it is refused for other URLs.
 ///
 /// `Debug` prints `***` instead of secrets.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -143,6 +148,17 @@ pub enum GitAuth {
         /// The token.
         token: String,
     },
+    /// SSH public-key authentication, with the server's host key checked against `known_hosts`
+    /// (Flux's `identity` and `known_hosts` secret keys).
+    Ssh {
+        /// The private key, in OpenSSH or PEM format, without a passphrase.
+        identity: String,
+        /// `known_hosts` lines for the server, e.g. `[host]:2222 ssh-ed25519 AAAA…` for a port
+        /// other than 22. Required: unknown host keys are refused.
+        known_hosts: String,
+        /// The login user; `None` takes the URL's user, else `git`.
+        user: Option<String>,
+    },
 }
 
 impl fmt::Debug for GitAuth {
@@ -155,6 +171,14 @@ impl fmt::Debug for GitAuth {
                 .field("password", &"***")
                 .finish(),
             GitAuth::Bearer { .. } => f.debug_struct("Bearer").field("token", &"***").finish(),
+            GitAuth::Ssh {
+                known_hosts, user, ..
+            } => f
+                .debug_struct("Ssh")
+                .field("identity", &"***")
+                .field("known_hosts_lines", &known_hosts.lines().count())
+                .field("user", user)
+                .finish(),
         }
     }
 }
@@ -163,7 +187,7 @@ impl GitAuth {
     /// The `Authorization` header line, if any.
     fn header(&self) -> Option<String> {
         match self {
-            GitAuth::None => None,
+            GitAuth::None | GitAuth::Ssh { .. } => None,
             GitAuth::Basic { username, password } => Some(format!(
                 "Authorization: Basic {}",
                 base64(format!("{username}:{password}").as_bytes())
@@ -181,6 +205,16 @@ impl GitAuth {
                 base64(format!("{username}:{password}").as_bytes()),
             ],
             GitAuth::Bearer { token } => vec![token.clone()],
+            // The whole key, and each line of its body (in case a tool prints one).
+            GitAuth::Ssh { identity, .. } => std::iter::once(identity.trim().to_string())
+                .chain(
+                    identity
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+                        .map(str::to_string),
+                )
+                .collect(),
         }
     }
 }
@@ -237,6 +271,15 @@ pub enum GitError {
         /// The reference.
         reference: String,
         /// What gix reported, secrets removed.
+        message: String,
+    },
+    /// The SSH server's host key is not in the configured `known_hosts` (or differs from it).
+    /// Terminal: the `known_hosts` of the secret has to change.
+    #[error("git repository {url}: SSH host key verification failed: {message}")]
+    HostKeyVerification {
+        /// The URL, redacted.
+        url: String,
+        /// What ssh reported (which host, which key type).
         message: String,
     },
     /// A network or protocol failure while `operation` (listing refs, fetching). Retryable.
@@ -305,6 +348,7 @@ impl GitError {
                 | GitError::InvalidReference { .. }
                 | GitError::ReferenceNotFound { .. }
                 | GitError::CommitNotOnBranch { .. }
+                | GitError::HostKeyVerification { .. }
         )
     }
 }
@@ -408,17 +452,22 @@ impl GitSource {
             reason: reason.to_string(),
         };
         let lower = spec.url.to_ascii_lowercase();
-        if lower.starts_with("ssh://") || (!lower.contains("://") && spec.url.contains('@')) {
-            return Err(invalid_url(
-                "ssh is not supported by this source; use file://, git://, http:// or https://",
-            ));
+        let is_ssh = lower.starts_with("ssh://")
+            || (!lower.contains("://") && spec.url.contains('@') && spec.url.contains(':'));
+        if is_ssh {
+            return GitSource::new_ssh(key, spec, auth, redacted_url);
         }
         if !["file://", "git://", "http://", "https://"]
             .iter()
             .any(|p| lower.starts_with(p))
         {
             return Err(invalid_url(
-                "expected a file://, git://, http:// or https:// URL",
+                "expected a file://, git://, http://, https:// or ssh:// URL",
+            ));
+        }
+        if matches!(auth, GitAuth::Ssh { .. }) {
+            return Err(invalid_url(
+                "SSH credentials (identity, known_hosts) need an ssh:// URL",
             ));
         }
         let (fetch_url, userinfo) = split_userinfo(&spec.url);
@@ -474,6 +523,83 @@ impl GitSource {
         })
     }
 
+    /// [`GitSource::new`] for `ssh://` and scp-like URLs: requires [`GitAuth::Ssh`] and puts its
+    /// user (else the URL's, else `git`) into the URL gix connects to.
+    fn new_ssh(
+        key: ArtifactKey,
+        spec: GitRepositorySpec,
+        auth: GitAuth,
+        redacted_url: String,
+    ) -> Result<GitSource, GitError> {
+        let invalid_url = |reason: &str| GitError::InvalidUrl {
+            url: redacted_url.clone(),
+            reason: reason.to_string(),
+        };
+        let GitAuth::Ssh {
+            identity,
+            known_hosts,
+            user,
+        } = &auth
+        else {
+            return Err(invalid_url(
+                "ssh URLs need SSH credentials (a secret with identity and known_hosts)",
+            ));
+        };
+        if identity.trim().is_empty() {
+            return Err(invalid_url("the SSH identity (private key) is empty"));
+        }
+        if known_hosts.trim().is_empty() {
+            return Err(invalid_url(
+                "known_hosts is empty: the server's host key must be given",
+            ));
+        }
+        let mut secrets = auth.secrets();
+        secrets.retain(|s| !s.is_empty());
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        let mut url = gix::url::parse(spec.url.as_bytes().as_bstr())
+            .map_err(|e| invalid_url(&scrub(&e.to_string(), &spec.url, &redacted_url, &secrets)))?;
+        if url.scheme != gix::url::Scheme::Ssh || url.host().is_none() {
+            return Err(invalid_url("expected ssh://[user@]host[:port]/path"));
+        }
+        if url.password().is_some() {
+            return Err(invalid_url(
+                "ssh URLs must not contain a password; use an SSH identity",
+            ));
+        }
+        let user = user
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .or(url.user())
+            .unwrap_or("git")
+            .to_string();
+        if user.starts_with('-') || user.contains(char::is_whitespace) {
+            return Err(invalid_url("invalid SSH user name"));
+        }
+        url.set_user(Some(user));
+        let fetch_url = url.to_bstring().to_str_lossy().into_owned();
+        let (selector, reference) = selector(spec.reference.as_ref()).map_err(|(r, reason)| {
+            GitError::InvalidReference {
+                url: redacted_url.clone(),
+                reference: r,
+                reason,
+            }
+        })?;
+        let timeout = spec.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        Ok(GitSource {
+            key,
+            spec,
+            auth,
+            fetch_url,
+            secrets,
+            selector,
+            redacted_url,
+            reference,
+            timeout,
+        })
+    }
+
     /// The store key artifacts are written under.
     pub fn key(&self) -> &ArtifactKey {
         &self.key
@@ -499,9 +625,10 @@ impl GitSource {
     ///
     /// Blocking: call it from a blocking thread. Not bound by the timeout.
     pub fn resolve_blocking(&self) -> Result<Revision, GitError> {
+        let ssh = self.ssh_session()?;
         let dir = self.scratch_dir()?;
-        let repo = self.init_repo(dir.path())?;
-        let target = self.resolve(&repo)?;
+        let repo = self.init_repo(dir.path(), ssh.as_ref())?;
+        let target = self.ssh_checked(ssh.as_ref(), self.resolve(&repo))?;
         Ok(self.revision(target.pointer.as_deref(), target.commit))
     }
 
@@ -511,9 +638,11 @@ impl GitSource {
     ///
     /// Blocking: call it from a blocking thread. Not bound by the timeout.
     pub fn fetch_into_blocking(&self, git_dir: &Path) -> Result<FetchedCommit, GitError> {
-        let repo = self.init_repo(git_dir)?;
-        let target = self.resolve(&repo)?;
-        self.download(&repo, &target, &AtomicBool::new(false))
+        let ssh = self.ssh_session()?;
+        let repo = self.init_repo(git_dir, ssh.as_ref())?;
+        let target = self.ssh_checked(ssh.as_ref(), self.resolve(&repo))?;
+        let fetched = self.download(&repo, &target, &AtomicBool::new(false));
+        self.ssh_checked(ssh.as_ref(), fetched)
     }
 
     /// The whole fetch, on a blocking thread.
@@ -523,10 +652,11 @@ impl GitSource {
         last: Option<&Artifact>,
         interrupt: &AtomicBool,
     ) -> Result<Fetched, GitError> {
+        let ssh = self.ssh_session()?;
         let dir = self.scratch_dir()?;
         let git_dir = dir.path().join("repo.git");
-        let repo = self.init_repo(&git_dir)?;
-        let target = self.resolve(&repo)?;
+        let repo = self.init_repo(&git_dir, ssh.as_ref())?;
+        let target = self.ssh_checked(ssh.as_ref(), self.resolve(&repo))?;
         let ignore_fingerprint = ignore_fingerprint(self.spec.ignore.as_deref());
 
         // Flux's no-op clone: the listing already tells the revision. Exact commits are always
@@ -544,7 +674,9 @@ impl GitSource {
         if interrupt.load(Ordering::Relaxed) {
             return Err(self.timeout_error());
         }
-        let fetched = self.download(&repo, &target, interrupt)?;
+        let fetched = self.ssh_checked(ssh.as_ref(), self.download(&repo, &target, interrupt))?;
+        // The key leaves the disk as soon as the network part is done.
+        drop(ssh);
         let tree_dir = dir.path().join("tree");
         let commit_id = ObjectId::from_hex(fetched.commit.as_bytes())
             .map_err(|e| self.task_error(&e.to_string()))?;
@@ -595,13 +727,23 @@ impl GitSource {
             .map_err(|e| self.task_error(&format!("creating a temporary folder: {e}")))
     }
 
-    /// A bare repository that reads no user or system configuration, speaking protocol v2.
-    fn init_repo(&self, git_dir: &Path) -> Result<gix::Repository, GitError> {
-        let open = gix::open::Options::isolated().config_overrides([
-            "protocol.version=2",
-            "core.askPass=",
-            "credential.helper=",
-        ]);
+    /// A bare repository that reads no user or system configuration, speaking protocol v2, and
+    /// running `ssh` with the session's files when there is one.
+    fn init_repo(
+        &self,
+        git_dir: &Path,
+        ssh: Option<&SshSession>,
+    ) -> Result<gix::Repository, GitError> {
+        let mut overrides = vec![
+            "protocol.version=2".to_string(),
+            "core.askPass=".to_string(),
+            "credential.helper=".to_string(),
+        ];
+        if let Some(ssh) = ssh {
+            overrides.push(format!("core.sshCommand={}", ssh.command));
+            overrides.push("ssh.variant=ssh".to_string());
+        }
+        let open = gix::open::Options::isolated().config_overrides(overrides);
         gix::ThreadSafeRepository::init_opts(
             git_dir,
             gix::create::Kind::Bare,
@@ -886,6 +1028,98 @@ impl GitSource {
         connection
     }
 
+    /// For SSH remotes: the private folder with the identity and `known_hosts` ssh is run with.
+    fn ssh_session(&self) -> Result<Option<SshSession>, GitError> {
+        let GitAuth::Ssh {
+            identity,
+            known_hosts,
+            ..
+        } = &self.auth
+        else {
+            return Ok(None);
+        };
+        let connect_timeout = self
+            .timeout
+            .clamp(Duration::from_secs(1), Duration::from_secs(30));
+        SshSession::new(identity, known_hosts, connect_timeout)
+            .map(Some)
+            .map_err(|e| self.task_error(&format!("preparing the SSH identity: {e}")))
+    }
+
+    /// Turns a failed network step into what ssh reported (its log is not shown to gix): host key
+    /// verification failures become [`GitError::HostKeyVerification`], refused keys
+    /// [`GitError::Authentication`], and other ssh errors are added to the message.
+    fn ssh_checked<T>(
+        &self,
+        ssh: Option<&SshSession>,
+        result: Result<T, GitError>,
+    ) -> Result<T, GitError> {
+        let (Some(ssh), Err(e)) = (ssh, &result) else {
+            return result;
+        };
+        if !matches!(e, GitError::Remote { .. } | GitError::Authentication { .. }) {
+            return result;
+        }
+        let log = std::fs::read_to_string(&ssh.log).unwrap_or_default();
+        let dir = ssh.dir.path().to_string_lossy().into_owned();
+        let log = scrub(&log, &self.spec.url, &self.redacted_url, &self.secrets).replace(&dir, "…");
+        let lines: Vec<&str> = log
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        if lines
+            .iter()
+            .any(|l| l.contains("Host key verification failed"))
+        {
+            let mut reported: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.starts_with("host key for")
+                        || l.contains("host key is known for")
+                        || l.contains("key sent by the remote host")
+                        || l.starts_with("sha256:")
+                })
+                .collect();
+            if reported.is_empty() {
+                reported.push("the server's host key is not in known_hosts");
+            }
+            return Err(GitError::HostKeyVerification {
+                url: self.redacted_url.clone(),
+                message: format!(
+                    "{} (check the known_hosts of the secret)",
+                    reported.join(" ")
+                ),
+            });
+        }
+        if let Some(line) = lines.iter().find(|l| l.contains("Permission denied")) {
+            return Err(GitError::Authentication {
+                url: self.redacted_url.clone(),
+                reference: self.reference.clone(),
+                message: format!("the SSH server refused the configured identity: {line}"),
+            });
+        }
+        match result {
+            Err(GitError::Remote {
+                url,
+                reference,
+                operation,
+                message,
+            }) if !lines.is_empty() => {
+                let tail = lines[lines.len().saturating_sub(3)..].join("; ");
+                Err(GitError::Remote {
+                    url,
+                    reference,
+                    operation,
+                    message: format!("{message}; ssh: {tail}"),
+                })
+            }
+            other => other,
+        }
+    }
+
     fn revision(&self, pointer: Option<&str>, commit: ObjectId) -> Revision {
         let hex = commit.to_hex().to_string();
         match Digest::new(Algorithm::Sha1, hex) {
@@ -987,6 +1221,75 @@ impl Source for GitSource {
             result.map_err(gitops_core::Error::from)
         })
     }
+}
+
+/// The private temporary folder (mode 0700) holding the SSH identity (0600), `known_hosts` and
+/// ssh's log for one fetch, and the `core.sshCommand` using them. Removed when dropped.
+struct SshSession {
+    dir: tempfile::TempDir,
+    command: String,
+    log: std::path::PathBuf,
+}
+
+impl SshSession {
+    fn new(
+        identity: &str,
+        known_hosts: &str,
+        connect_timeout: Duration,
+    ) -> std::io::Result<SshSession> {
+        let dir = tempfile::Builder::new().prefix("gitops-ssh-").tempdir()?;
+        let key = dir.path().join("identity");
+        let known = dir.path().join("known_hosts");
+        let log = dir.path().join("ssh.log");
+        // ssh refuses a key without its final newline; secrets edited on Windows have CRLF.
+        let mut identity = identity.replace("\r\n", "\n").trim().to_string();
+        identity.push('\n');
+        write_private(&key, identity.as_bytes())?;
+        let mut known_hosts = known_hosts.replace("\r\n", "\n");
+        known_hosts.push('\n');
+        write_private(&known, known_hosts.as_bytes())?;
+        write_private(&log, b"")?;
+        // The command goes through a shell (gix appends "$@") and git's config syntax: only
+        // plain paths. ssh's own messages (-E) and the remote's stderr (`fatal: …` from
+        // git-upload-pack) both go to the log, read when something fails.
+        let plain = |p: &Path| {
+            let s = p.to_string_lossy().into_owned();
+            if s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+            {
+                Ok(s)
+            } else {
+                Err(std::io::Error::other(format!(
+                    "the temporary folder {s:?} has characters that cannot be passed to ssh"
+                )))
+            }
+        };
+        let command = format!(
+            "ssh -F /dev/null -i {key} -o IdentitiesOnly=yes -o IdentityAgent=none \
+             -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no \
+             -o UserKnownHostsFile={known} -o GlobalKnownHostsFile=/dev/null \
+             -o StrictHostKeyChecking=yes -o UpdateHostKeys=no -o BatchMode=yes \
+             -o ConnectTimeout={timeout} -E {log} 2>>{log}",
+            key = plain(&key)?,
+            known = plain(&known)?,
+            log = plain(&log)?,
+            timeout = connect_timeout.as_secs().max(1),
+        );
+        Ok(SshSession { dir, command, log })
+    }
+}
+
+/// Creates `path` readable and writable by its owner only.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents)
 }
 
 /// Validates the reference and turns it into a selector and its description for errors.
@@ -1394,6 +1697,18 @@ mod tests {
         };
         assert!(!format!("{basic:?}").contains("hunter2"));
         assert!(!format!("{bearer:?}").contains("tok-123"));
+        let body = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ";
+        let ssh = GitAuth::Ssh {
+            identity: format!(
+                "-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----\n"
+            ),
+            known_hosts: "example.com ssh-ed25519 AAAA\n".into(),
+            user: Some("git".into()),
+        };
+        let shown = format!("{ssh:?}");
+        assert!(!shown.contains(body), "{shown}");
+        assert!(ssh.secrets().iter().any(|s| s == body));
+        assert_eq!(ssh.header(), None);
     }
 
     #[test]

@@ -81,6 +81,7 @@ mod node_sim;
 mod process;
 pub mod registry;
 pub mod s3;
+pub mod sshd;
 pub mod static_http;
 
 pub use assets::{KUBERNETES_VERSION, assets_dir, default_assets_dir};
@@ -90,4 +91,5 @@ pub use git_http::GitHttpServer;
 pub use node_sim::NODE_NAME;
 pub use registry::OciRegistry;
 pub use s3::{S3_START_TIMEOUT, S3Server};
+pub use sshd::SshGitServer;
 pub use static_http::StaticHttpServer;

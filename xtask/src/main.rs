@@ -135,6 +135,8 @@ fn ensure_apt_packages() -> Result<()> {
         ("openssl", "openssl"),
         ("docker-registry", "docker-registry"),
         ("htpasswd", "apache2-utils"),
+        // An absolute path: /usr/sbin is not on every user's PATH.
+        ("/usr/sbin/sshd", "openssh-server"),
     ]
     .into_iter()
     .filter(|(bin, _)| !has_command(bin))
