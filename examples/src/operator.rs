@@ -412,18 +412,30 @@ impl SourceKind for GitRepository {
                 let get = |k: &str| {
                     secret_value(secret, k).map(|v| String::from_utf8_lossy(&v).into_owned())
                 };
-                match (get("bearerToken"), get("username"), get("password")) {
-                    (Some(token), _, _) => GitAuth::Bearer { token },
-                    (None, Some(username), Some(password)) => GitAuth::Basic { username, password },
-                    _ => {
-                        return Err((
-                            format!(
-                                "secret '{}' has neither bearerToken nor username and password",
-                                secret_name_of(secret)
-                            ),
-                            true,
-                        ));
-                    }
+                // Flux's keys: `identity` + `known_hosts` for ssh:// URLs, else `bearerToken`,
+                // else `username` + `password`.
+                match (get("identity"), get("known_hosts")) {
+                    (Some(identity), Some(known_hosts)) => GitAuth::Ssh {
+                        identity,
+                        known_hosts,
+                        user: None,
+                    },
+                    _ => match (get("bearerToken"), get("username"), get("password")) {
+                        (Some(token), _, _) => GitAuth::Bearer { token },
+                        (None, Some(username), Some(password)) => {
+                            GitAuth::Basic { username, password }
+                        }
+                        _ => {
+                            return Err((
+                                format!(
+                                    "secret '{}' has neither identity and known_hosts, nor \
+                                     bearerToken, nor username and password",
+                                    secret_name_of(secret)
+                                ),
+                                true,
+                            ));
+                        }
+                    },
                 }
             }
         };
