@@ -292,57 +292,9 @@ fn podinfo_chart() -> PathBuf {
         })
 }
 
-/// The podinfo chart as `helm package` lays it out (`podinfo/Chart.yaml`, ...), with `version`
-/// (and `appVersion`) replaced. From gitops-sources' `tests/helm_repo.rs`.
+/// The podinfo chart as `helm package` lays it out, with `version` (and `appVersion`) replaced.
 fn package_chart(version: &str) -> Vec<u8> {
-    use flate2::Compression;
-    use flate2::write::GzEncoder;
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut children: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        children.sort();
-        for p in children {
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().to_path_buf());
-            }
-        }
-    }
-    let root = podinfo_chart();
-    let mut files = Vec::new();
-    walk(&root, &root, &mut files);
-    let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
-    for rel in files {
-        let mut data = std::fs::read(root.join(&rel)).unwrap();
-        if rel == Path::new("Chart.yaml") {
-            let text = String::from_utf8(data).unwrap();
-            data = text
-                .lines()
-                .map(|l| {
-                    if l.starts_with("version:") {
-                        format!("version: {version}")
-                    } else if l.starts_with("appVersion:") {
-                        format!("appVersion: {version}")
-                    } else {
-                        l.to_string()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-                .into_bytes();
-        }
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(1_700_000_000);
-        header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, Path::new("podinfo").join(&rel), &data[..])
-            .unwrap();
-    }
-    tar.into_inner().unwrap().finish().unwrap()
+    gitops_testenv::package_chart(&podinfo_chart(), "podinfo", version).unwrap()
 }
 
 /// Writes `podinfo-<v>.tgz` for each version and an `index.yaml` listing them with digests.

@@ -76,10 +76,7 @@ impl ApplyError {
 
     /// Into the toolkit's error, in stage `stage`.
     pub fn into_core(self, stage: Stage) -> gitops_core::Error {
-        if self.is_retryable() {
-            gitops_core::Error::retryable(stage, self)
-        } else {
-            gitops_core::Error::terminal(stage, self)
-        }
+        let retryable = self.is_retryable();
+        gitops_core::Error::new(stage, retryable, self)
     }
 }

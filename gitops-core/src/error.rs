@@ -48,22 +48,24 @@ pub struct Error {
 }
 
 impl Error {
-    /// A failure that may pass on a later try.
-    pub fn retryable(stage: Stage, source: impl Into<BoxError>) -> Self {
+    /// A failure of `stage`, retryable or terminal as its source says (crates map their own
+    /// error's `is_retryable()` through this).
+    pub fn new(stage: Stage, retryable: bool, source: impl Into<BoxError>) -> Self {
         Error {
             stage,
-            retryable: true,
+            retryable,
             source: source.into(),
         }
     }
 
+    /// A failure that may pass on a later try.
+    pub fn retryable(stage: Stage, source: impl Into<BoxError>) -> Self {
+        Error::new(stage, true, source)
+    }
+
     /// A failure that will repeat until the input changes.
     pub fn terminal(stage: Stage, source: impl Into<BoxError>) -> Self {
-        Error {
-            stage,
-            retryable: false,
-            source: source.into(),
-        }
+        Error::new(stage, false, source)
     }
 
     /// The stage that failed.

@@ -154,10 +154,7 @@ impl RenderError {
 
 impl From<RenderError> for gitops_core::Error {
     fn from(e: RenderError) -> Self {
-        if e.is_retryable() {
-            gitops_core::Error::retryable(gitops_core::Stage::Render, e)
-        } else {
-            gitops_core::Error::terminal(gitops_core::Stage::Render, e)
-        }
+        let retryable = e.is_retryable();
+        gitops_core::Error::new(gitops_core::Stage::Render, retryable, e)
     }
 }

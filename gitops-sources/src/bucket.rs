@@ -72,6 +72,7 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::sourceignore::{IGNORE_FILE, SourceIgnore};
+use crate::util::{error_chain, go_duration};
 
 /// Flux's default `spec.timeout` for a Bucket: the whole fetch (listing and downloads).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -284,11 +285,8 @@ impl BucketError {
 
 impl From<BucketError> for gitops_core::Error {
     fn from(e: BucketError) -> Self {
-        if e.is_retryable() {
-            gitops_core::Error::retryable(Stage::Fetch, e)
-        } else {
-            gitops_core::Error::terminal(Stage::Fetch, e)
-        }
+        let retryable = e.is_retryable();
+        gitops_core::Error::new(Stage::Fetch, retryable, e)
     }
 }
 
@@ -974,20 +972,6 @@ fn endpoint_url(endpoint: &str, insecure: bool) -> Result<Option<String>, String
     Ok(Some(format!("{scheme}://{e}")))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
-}
-
 fn read_manifest(path: &Path) -> Manifest {
     std::fs::read(path)
         .ok()
@@ -1021,28 +1005,6 @@ fn prune_empty_parents(root: &Path, path: &Path) {
             break;
         }
         dir = d.parent();
-    }
-}
-
-/// Serde for `Option<Duration>` as a Go duration string (`60s`, `1m30s`), as Kubernetes objects
-/// carry Flux's `timeout`.
-mod go_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            None => s.serialize_none(),
-            Some(d) if d.subsec_nanos() == 0 => s.serialize_str(&format!("{}s", d.as_secs())),
-            Some(d) => s.serialize_str(&format!("{}ms", d.as_millis())),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| gitops_core::schedule::parse_duration(&t).map_err(serde::de::Error::custom))
-            .transpose()
     }
 }
 

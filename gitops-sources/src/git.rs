@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::semver_range::Range;
 use crate::sourceignore::SourceIgnore;
+use crate::util::{go_duration, install_crypto_provider};
 
 /// The branch used when the spec names no ref, as Flux's GitRepository (`master`). When the remote
 /// has no `master` branch and no ref was given at all, the remote's `HEAD` (its default branch)
@@ -355,11 +356,8 @@ impl GitError {
 
 impl From<GitError> for gitops_core::Error {
     fn from(e: GitError) -> Self {
-        if e.is_retryable() {
-            gitops_core::Error::retryable(Stage::Fetch, e)
-        } else {
-            gitops_core::Error::terminal(Stage::Fetch, e)
-        }
+        let retryable = e.is_retryable();
+        gitops_core::Error::new(Stage::Fetch, retryable, e)
     }
 }
 
@@ -1566,37 +1564,6 @@ fn base64(input: &[u8]) -> String {
         }
     }
     out
-}
-
-/// gix's reqwest transport is built without a rustls crypto provider of its own (reqwest's
-/// default would add aws-lc-rs); install ring, which the rest of the workspace uses, unless the
-/// application installed one.
-fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
-/// Serde for `Option<Duration>` as a Go duration string (`60s`, `1m30s`), as Kubernetes objects
-/// carry Flux's `timeout`.
-mod go_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            None => s.serialize_none(),
-            Some(d) if d.subsec_nanos() == 0 => s.serialize_str(&format!("{}s", d.as_secs())),
-            Some(d) => s.serialize_str(&format!("{}ms", d.as_millis())),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| gitops_core::schedule::parse_duration(&t).map_err(serde::de::Error::custom))
-            .transpose()
-    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
 use crate::semver_range::{Range, parse_version};
+use crate::util::{error_chain, go_duration, install_crypto_provider};
 
 /// Flux's default `spec.timeout` of a HelmRepository: the limit for one fetch.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -304,11 +305,8 @@ impl HelmError {
 
 impl From<HelmError> for gitops_core::Error {
     fn from(e: HelmError) -> Self {
-        if e.is_retryable() {
-            gitops_core::Error::retryable(Stage::Fetch, e)
-        } else {
-            gitops_core::Error::terminal(Stage::Fetch, e)
-        }
+        let retryable = e.is_retryable();
+        gitops_core::Error::new(Stage::Fetch, retryable, e)
     }
 }
 
@@ -807,58 +805,12 @@ fn build_client(
     builder.build().map_err(|e| error_chain(&e))
 }
 
-/// reqwest is built without a rustls crypto provider of its own; install ring, which the rest
-/// of the workspace uses, unless the application installed one.
-fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
 /// The URL without user info, for messages.
 fn redact(url: &Url) -> String {
     let mut u = url.clone();
     let _ = u.set_username("");
     let _ = u.set_password(None);
     u.to_string()
-}
-
-/// An error and its causes, `: `-separated. reqwest errors carry the request URL, which never
-/// holds credentials here (they go in a header).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
-}
-
-/// Serde for `Option<Duration>` as a Go duration string (`60s`, `1m30s`), as Kubernetes objects
-/// carry Flux's `timeout`.
-mod go_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            None => s.serialize_none(),
-            Some(d) if d.subsec_nanos() == 0 => s.serialize_str(&format!("{}s", d.as_secs())),
-            Some(d) => s.serialize_str(&format!("{}ms", d.as_millis())),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| gitops_core::schedule::parse_duration(&t).map_err(serde::de::Error::custom))
-            .transpose()
-    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ pub mod semver_range;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod sourceignore;
+mod util;
 
 #[cfg(feature = "bucket")]
 pub use bucket::{BucketAuth, BucketError, BucketProvider, BucketSource, BucketSpec};

@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::semver_range::Range;
 use crate::sourceignore::SourceIgnore;
+use crate::util::{go_duration, install_crypto_provider};
 
 /// Flux's OCI config media type, set on artifacts pushed by `flux push artifact`.
 pub const FLUX_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.flux.config.v1+json";
@@ -401,11 +402,8 @@ impl OciError {
 
 impl From<OciError> for gitops_core::Error {
     fn from(e: OciError) -> Self {
-        if e.is_retryable() {
-            gitops_core::Error::retryable(Stage::Fetch, e)
-        } else {
-            gitops_core::Error::terminal(Stage::Fetch, e)
-        }
+        let retryable = e.is_retryable();
+        gitops_core::Error::new(Stage::Fetch, retryable, e)
     }
 }
 
@@ -1181,35 +1179,6 @@ pub async fn pull_artifact(
         annotations: pulled.manifest.annotations.unwrap_or_default(),
         media_type: pulled.layer.media_type,
     })
-}
-
-/// oci-client's reqwest is built without a rustls crypto provider of its own; install ring, the
-/// workspace's provider, unless the application installed one.
-fn install_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
-/// `timeout` as a Go duration string (`60s`), as Flux's API writes it.
-mod go_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            None => s.serialize_none(),
-            Some(d) if d.subsec_nanos() == 0 => s.serialize_str(&format!("{}s", d.as_secs())),
-            Some(d) => s.serialize_str(&format!("{}ms", d.as_millis())),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text: Option<String> = Option::deserialize(d)?;
-        text.map(|t| gitops_core::schedule::parse_duration(&t).map_err(serde::de::Error::custom))
-            .transpose()
-    }
 }
 
 #[cfg(test)]

@@ -444,9 +444,7 @@ impl ArtifactFetcher {
     /// process default unless the application installed one. Errors: the client cannot be built
     /// (TLS set-up).
     pub fn new(limits: FetchLimits) -> Result<Self, reqwest::Error> {
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
+        crate::util::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(limits.timeout)
             .connect_timeout(limits.connect_timeout)

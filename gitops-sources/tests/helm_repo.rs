@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use gitops_core::{Artifact, ArtifactKey, ArtifactStore, Digest, Fetched, Source};
 use gitops_sources::helm::{
     HelmAuth, HelmChartSource, HelmChartSpec, HelmError, HelmRepositorySpec, METADATA_VERSION,
@@ -19,57 +17,15 @@ use gitops_testenv::StaticHttpServer;
 fn podinfo_chart() -> PathBuf {
     std::env::var_os("PODINFO_CHART")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/fixtures/podinfo/charts/podinfo"))
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/fixtures/podinfo/charts/podinfo")
+        })
 }
 
 /// The podinfo chart as `helm package` lays it out, with `version` (and `appVersion`) replaced.
 fn package(version: &str) -> Vec<u8> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut children: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        children.sort();
-        for p in children {
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().to_path_buf());
-            }
-        }
-    }
-    let root = podinfo_chart();
-    let mut files = Vec::new();
-    walk(&root, &root, &mut files);
-    let mut tar = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::default()));
-    for rel in files {
-        let mut data = std::fs::read(root.join(&rel)).unwrap();
-        if rel == Path::new("Chart.yaml") {
-            let text = String::from_utf8(data).unwrap();
-            data = text
-                .lines()
-                .map(|l| {
-                    if l.starts_with("version:") {
-                        format!("version: {version}")
-                    } else if l.starts_with("appVersion:") {
-                        format!("appVersion: {version}")
-                    } else {
-                        l.to_string()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-                .into_bytes();
-        }
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(1_700_000_000);
-        header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, Path::new("podinfo").join(&rel), &data[..])
-            .unwrap();
-    }
-    tar.into_inner().unwrap().finish().unwrap()
+    gitops_testenv::package_chart(&podinfo_chart(), "podinfo", version).unwrap()
 }
 
 /// A served chart repository folder.

@@ -74,6 +74,7 @@
 //! ```
 
 mod assets;
+pub mod charts;
 mod env;
 mod error;
 pub mod git_http;
@@ -85,6 +86,7 @@ pub mod sshd;
 pub mod static_http;
 
 pub use assets::{KUBERNETES_VERSION, assets_dir, default_assets_dir};
+pub use charts::package_chart;
 pub use env::{DEFAULT_START_TIMEOUT, TestEnv, TestEnvBuilder};
 pub use error::Error;
 pub use git_http::GitHttpServer;
