@@ -128,7 +128,8 @@ pub struct BucketSpec {
     pub timeout: Option<Duration>,
 }
 
-/// Credentials for the bucket, from a Bucket's `secretRef` (`accesskey` / `secretkey`).
+/// Credentials for the bucket, from a Bucket's `secretRef`: `accesskey` / `secretkey` (S3),
+/// `accountKey` (Azure), `serviceaccount` (GCS), as Flux reads them.
 /// `Debug` prints `***` instead of the secret; errors never contain it.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub enum BucketAuth {
@@ -144,6 +145,12 @@ pub enum BucketAuth {
         /// The secret access key.
         secret: String,
     },
+    /// A Google service-account key, the JSON document of the Secret's `serviceaccount` key
+    /// (Flux's `gcp` provider). Only for `gcp`. Requests carry a JWT self-signed with its
+    /// `private_key`. Two non-Google fields object_store understands point the client at an
+    /// emulator: `"gcs_base_url"` (the XML API's base URL) and `"disable_oauth": true` (no
+    /// token); `spec.endpoint`, when set, overrides `gcs_base_url`.
+    ServiceAccount(String),
 }
 
 impl fmt::Debug for BucketAuth {
@@ -155,6 +162,7 @@ impl fmt::Debug for BucketAuth {
                 .field("id", id)
                 .field("secret", &"***")
                 .finish(),
+            BucketAuth::ServiceAccount(_) => f.write_str("ServiceAccount(***)"),
         }
     }
 }
@@ -402,6 +410,8 @@ impl BucketSource {
                     .with_client_options(options)
                     .with_retry(retry);
                 match &endpoint {
+                    // A custom endpoint gets path-style requests, as minio-go (Flux's S3 client)
+                    // does for any host that is not Amazon's.
                     Some(url) => {
                         b = b
                             .with_endpoint(url)
@@ -410,7 +420,11 @@ impl BucketSource {
                     None if spec.provider == BucketProvider::Generic => {
                         return Err(invalid("the generic provider needs an endpoint"));
                     }
-                    None => {}
+                    // Amazon S3 itself: `https://<bucket>.s3.<region>.amazonaws.com`, as
+                    // minio-go addresses Amazon (path style for names with dots).
+                    None => {
+                        b = b.with_virtual_hosted_style_request(!bucket.contains('.'));
+                    }
                 }
                 match &auth {
                     BucketAuth::AccessKey { id, secret } => {
@@ -420,23 +434,42 @@ impl BucketSource {
                         b = b.with_skip_signature(true);
                     }
                     BucketAuth::Anonymous => {}
+                    BucketAuth::ServiceAccount(_) => {
+                        return Err(invalid(
+                            "a service account key is only for the gcp provider; S3 takes accesskey and secretkey",
+                        ));
+                    }
                 }
                 Arc::new(b.build().map_err(|e| invalid(&e.to_string()))?)
             }
             BucketProvider::Gcp => {
-                if auth != BucketAuth::Anonymous {
-                    return Err(invalid(
-                        "the gcp provider takes no access key (use the generic provider with GCS HMAC keys)",
-                    ));
-                }
-                let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                let mut b = match &auth {
+                    BucketAuth::AccessKey { .. } => {
+                        return Err(invalid(
+                            "the gcp provider takes no access key (use the generic provider with GCS HMAC keys)",
+                        ));
+                    }
+                    BucketAuth::Anonymous => object_store::gcp::GoogleCloudStorageBuilder::from_env(),
+                    BucketAuth::ServiceAccount(json) => {
+                        check_service_account(json).map_err(|r| invalid(&r))?;
+                        object_store::gcp::GoogleCloudStorageBuilder::new()
+                            .with_service_account_key(json)
+                    }
+                };
+                b = b
                     .with_bucket_name(&bucket)
                     .with_client_options(options)
                     .with_retry(retry);
                 if let Some(url) = &endpoint {
                     b = b.with_config(object_store::gcp::GoogleConfigKey::BaseUrl, url);
                 }
-                Arc::new(b.build().map_err(|e| invalid(&e.to_string()))?)
+                let scrub = |t: String| scrub_secrets(&t, &secrets_of(&auth));
+                Arc::new(b.build().map_err(|e| {
+                    invalid(&scrub(format!(
+                        "building the GCS client: {}",
+                        error_chain(&e)
+                    )))
+                })?)
             }
             BucketProvider::Azure => {
                 let Some(url) = &endpoint else {
@@ -444,12 +477,7 @@ impl BucketSource {
                         "the azure provider needs an endpoint (https://<account>.blob.core.windows.net)",
                     ));
                 };
-                let account = url
-                    .split("://")
-                    .nth(1)
-                    .and_then(|h| h.split(['.', ':', '/']).next())
-                    .filter(|a| !a.is_empty())
-                    .ok_or_else(|| invalid("no account name in the endpoint"))?;
+                let account = azure_account(url).map_err(|r| invalid(&r))?;
                 let mut b = object_store::azure::MicrosoftAzureBuilder::new()
                     .with_account(account)
                     .with_container_name(&bucket)
@@ -460,14 +488,22 @@ impl BucketSource {
                 b = match &auth {
                     BucketAuth::AccessKey { secret, .. } => b.with_access_key(secret),
                     BucketAuth::Anonymous => b.with_skip_signature(true),
+                    BucketAuth::ServiceAccount(_) => {
+                        return Err(invalid(
+                            "a service account key is only for the gcp provider; azure takes an account key",
+                        ));
+                    }
                 };
-                Arc::new(b.build().map_err(|e| invalid(&e.to_string()))?)
+                let scrub = |t: String| scrub_secrets(&t, &secrets_of(&auth));
+                Arc::new(b.build().map_err(|e| {
+                    invalid(&scrub(format!(
+                        "building the Azure client: {}",
+                        error_chain(&e)
+                    )))
+                })?)
             }
         };
-        let secrets = match &auth {
-            BucketAuth::AccessKey { secret, .. } if !secret.is_empty() => vec![secret.clone()],
-            _ => Vec::new(),
-        };
+        let secrets = secrets_of(&auth);
         Ok(BucketSource {
             key,
             endpoint: endpoint.unwrap_or_else(|| format!("the {:?} default", spec.provider)),
@@ -519,11 +555,20 @@ impl BucketSource {
     }
 
     fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            out = out.replace(s.as_str(), "***");
+        scrub_secrets(text, &self.secrets)
+    }
+
+    /// The ETag as it goes into the index: without quotes, as minio-go reports S3's and as
+    /// the GCS listing has it; for `azure` with quotes, as the Blob service's `ETag` header has
+    /// it: source-controller's Azure client lists `%x` of the ETag (its hex) but replaces it
+    /// with the download's `ETag` header before computing the artifact revision, so the quoted
+    /// form is what Flux's Azure revisions are made of.
+    fn index_etag(&self, raw: &str) -> String {
+        let bare = raw.trim_matches('"');
+        match self.spec.provider {
+            BucketProvider::Azure => format!("\"{bare}\""),
+            _ => bare.to_string(),
         }
-        out
     }
 
     /// Maps a client error of `operation` to a [`BucketError`].
@@ -591,11 +636,7 @@ impl BucketSource {
         while let Some(item) = listing.next().await {
             let meta = item.map_err(|e| self.client_error("listing objects", e))?;
             let key = meta.location.to_string();
-            let Some(etag) = meta
-                .e_tag
-                .as_deref()
-                .map(|t| t.trim_matches('"').to_string())
-            else {
+            let Some(etag) = meta.e_tag.as_deref().map(|t| self.index_etag(t)) else {
                 return Err(BucketError::MissingEtag {
                     bucket: self.bucket(),
                     key,
@@ -662,7 +703,7 @@ impl BucketSource {
             None => match self.client.head(&location).await {
                 Ok(meta) => meta
                     .e_tag
-                    .map(|t| t.trim_matches('"').to_string())
+                    .map(|t| self.index_etag(&t))
                     .unwrap_or_default(),
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(self.client_error(OP, e)),
@@ -831,7 +872,7 @@ impl BucketSource {
             .meta
             .e_tag
             .as_deref()
-            .map(|t| t.trim_matches('"').to_string())
+            .map(|t| self.index_etag(t))
             .unwrap_or_else(|| entry.etag.clone());
         let expected_size = result.meta.size;
         let mut tmp = tempfile::Builder::new()
@@ -970,6 +1011,100 @@ fn endpoint_url(endpoint: &str, insecure: bool) -> Result<Option<String>, String
     }
     let scheme = if insecure { "http" } else { "https" };
     Ok(Some(format!("{scheme}://{e}")))
+}
+
+/// The strings that must not appear in errors: the secret key, or the service-account key (the
+/// whole document, its private key and each line of the key's PEM body).
+fn secrets_of(auth: &BucketAuth) -> Vec<String> {
+    let mut out = Vec::new();
+    match auth {
+        BucketAuth::Anonymous => {}
+        BucketAuth::AccessKey { secret, .. } => out.push(secret.clone()),
+        BucketAuth::ServiceAccount(json) => {
+            out.push(json.clone());
+            if let Some(key) = serde_json::from_str::<serde_json::Value>(json)
+                .ok()
+                .and_then(|v| v.get("private_key")?.as_str().map(str::to_string))
+            {
+                out.extend(
+                    key.lines()
+                        .map(str::trim)
+                        .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+                        .map(str::to_string),
+                );
+                out.push(key.replace('\n', "\\n"));
+                out.push(key);
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    // Longest first, so a part does not break the replacement of the whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+fn scrub_secrets(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        out = out.replace(s.as_str(), "***");
+    }
+    out
+}
+
+/// Checks a service-account key document: a JSON object with the string fields object_store
+/// needs (`private_key`, `private_key_id`, `client_email`). The reason never quotes the document.
+fn check_service_account(json: &str) -> Result<(), String> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+        format!(
+            "the service account key is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let Some(object) = value.as_object() else {
+        return Err("the service account key is not a JSON object".into());
+    };
+    for field in ["private_key", "private_key_id", "client_email"] {
+        if !object.get(field).is_some_and(serde_json::Value::is_string) {
+            return Err(format!(
+                "the service account key has no string field {field:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The storage account of an Azure Blob endpoint URL: the first segment of its path when it has
+/// one (the emulator form `http://127.0.0.1:10000/devstoreaccount1`, as Azurite and Azure's
+/// emulator connection strings address accounts), else the first label of the host
+/// (`https://<account>.blob.core.windows.net`, Flux's rule, which wants a subdomain).
+fn azure_account(url: &str) -> Result<String, String> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if let Some(first) = path.split('/').next().filter(|s| !s.is_empty()) {
+        return Ok(first.to_string());
+    }
+    let host = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    // Without the port (an IPv6 literal `[..]` keeps its colons and is refused below).
+    let host = if host.starts_with('[') {
+        host
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    let labels: Vec<&str> = host.split('.').collect();
+    if host.parse::<std::net::IpAddr>().is_ok()
+        || host.starts_with('[')
+        || labels.len() <= 2
+        || labels[0].is_empty()
+    {
+        return Err(format!(
+            "no storage account in endpoint {url}: use https://<account>.blob.core.windows.net, or http(s)://host:port/<account> for an emulator such as Azurite"
+        ));
+    }
+    Ok(labels[0].to_string())
 }
 
 fn read_manifest(path: &Path) -> Manifest {

@@ -56,6 +56,9 @@
 //! # The S3 server
 //!
 //! [`S3Server`] runs moto's `moto_server` on a free loopback port for Bucket sources.
+//! [`AzuriteServer`] runs Azurite's Blob service the same way for the `azure` provider;
+//! [`gcs`] explains how the `gcp` provider is tested (against moto, with a throw-away
+//! service-account key from [`gcs::service_account_key`]).
 //!
 //! # The Git server
 //!
@@ -74,9 +77,11 @@
 //! ```
 
 mod assets;
+pub mod azurite;
 pub mod charts;
 mod env;
 mod error;
+pub mod gcs;
 pub mod git_http;
 mod node_sim;
 mod process;
@@ -86,6 +91,7 @@ pub mod sshd;
 pub mod static_http;
 
 pub use assets::{KUBERNETES_VERSION, assets_dir, default_assets_dir};
+pub use azurite::{AZURITE_START_TIMEOUT, AzuriteServer};
 pub use charts::package_chart;
 pub use env::{DEFAULT_START_TIMEOUT, TestEnv, TestEnvBuilder};
 pub use error::Error;
