@@ -189,10 +189,7 @@ async fn azure_wrong_account_key_is_refused_without_showing_it() {
     eprintln!("wrong key: {msg}");
     assert!(msg.contains(CONTAINER), "{msg}");
     assert!(msg.contains("listing objects"), "{msg}");
-    assert!(
-        msg.contains("403") || msg.contains("AuthorizationFailure") || msg.contains("Authoriz"),
-        "{msg}"
-    );
+    assert!(msg.contains("AuthorizationFailure"), "{msg}");
     assert!(!msg.contains(wrong), "{msg}");
     assert!(!msg.contains(ACCOUNT_KEY), "{msg}");
     assert!(err.is_retryable());

@@ -98,6 +98,6 @@ pub use error::Error;
 pub use git_http::GitHttpServer;
 pub use node_sim::NODE_NAME;
 pub use registry::OciRegistry;
-pub use s3::{S3_START_TIMEOUT, S3Server};
+pub use s3::{S3_START_TIMEOUT, S3AccessKey, S3Server};
 pub use sshd::SshGitServer;
 pub use static_http::StaticHttpServer;

@@ -27,6 +27,17 @@ impl Proc {
         args: &[String],
         log: PathBuf,
     ) -> Result<Proc, Error> {
+        Proc::spawn_with_env(name, program, args, &[], log)
+    }
+
+    /// [`Proc::spawn`] with extra environment variables for the child.
+    pub(crate) fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: PathBuf,
+    ) -> Result<Proc, Error> {
         let out =
             File::create(&log).map_err(|e| Error::io(format!("creating {}", log.display()), e))?;
         let err = out
@@ -34,6 +45,7 @@ impl Proc {
             .map_err(|e| Error::io(format!("opening {}", log.display()), e))?;
         let child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -23,6 +23,27 @@ pub const S3_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// without it) but does not verify the signature.
 const FAKE_AUTH: &str = "AWS4-HMAC-SHA256 Credential=test/20200101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
 
+/// Like [`FAKE_AUTH`], with the credential scope of IAM (moto picks the service from it).
+const IAM_AUTH: &str = "AWS4-HMAC-SHA256 Credential=test/20200101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0";
+
+/// An access key moto checks signatures against (from [`S3Server::start_with_auth`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3AccessKey {
+    /// The access key id (`AKIA...`).
+    pub id: String,
+    /// The secret access key.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for S3AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3AccessKey")
+            .field("id", &self.id)
+            .field("secret", &"***")
+            .finish()
+    }
+}
+
 /// A running `moto_server` on `127.0.0.1`, in a temporary folder holding its log. Stopped (SIGTERM,
 /// then SIGKILL, by PID) by [`S3Server::stop`] or when dropped.
 ///
@@ -53,15 +74,77 @@ impl S3Server {
     /// Errors: [`Error::Io`] when `moto_server` cannot be started (not installed),
     /// [`Error::ProcessExited`] when it exits, [`Error::NotReady`] on timeout.
     pub async fn start() -> Result<S3Server, Error> {
+        S3Server::start_with_env(&[]).await
+    }
+
+    /// Starts moto like [`S3Server::start`] but checking request signatures, as AWS does, and
+    /// returns the access key of an IAM user allowed `s3:*`.
+    ///
+    /// moto lets the first `3 + setup_calls` requests through unchecked (its
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`): this function spends 3 on creating the user, its inline
+    /// policy and its access key; the caller has `setup_calls` left for
+    /// [`S3Server::create_bucket`] / [`S3Server::put_object`] /
+    /// [`S3Server::delete_object`] (whose signatures are fake). After that, every request needs
+    /// a valid SigV4 signature of the returned key: a wrong secret gets
+    /// `SignatureDoesNotMatch`, an unknown key id `InvalidAccessKeyId`, and this helper's own
+    /// calls are refused.
+    ///
+    /// Errors: those of [`S3Server::start`], and [`Error::Io`] when an IAM call fails.
+    pub async fn start_with_auth(setup_calls: u32) -> Result<(S3Server, S3AccessKey), Error> {
+        let count = (3 + setup_calls).to_string();
+        let s3 = S3Server::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", &count)]).await?;
+        let iam = |action: &str, params: &[(&str, &str)]| {
+            let mut body = format!("Action={action}&Version=2010-05-08&UserName=flux");
+            for (k, v) in params {
+                body.push_str(&format!("&{k}={}", encode(v)));
+            }
+            body
+        };
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+        for (what, body) in [
+            ("creating IAM user flux", iam("CreateUser", &[])),
+            (
+                "putting the s3:* policy of IAM user flux",
+                iam(
+                    "PutUserPolicy",
+                    &[("PolicyName", "s3"), ("PolicyDocument", policy)],
+                ),
+            ),
+        ] {
+            s3.iam_call(&body, what).await?;
+        }
+        let text = s3
+            .iam_call(
+                &iam("CreateAccessKey", &[]),
+                "creating an access key for IAM user flux",
+            )
+            .await?;
+        let field = |name: &str| {
+            let open = format!("<{name}>");
+            let start = text.find(&open)? + open.len();
+            let end = start + text[start..].find('<')?;
+            Some(text[start..end].to_string())
+        };
+        let (Some(id), Some(secret)) = (field("AccessKeyId"), field("SecretAccessKey")) else {
+            return Err(Error::io(
+                "creating an access key for IAM user flux",
+                std::io::Error::other(format!("unexpected answer: {text:.300}")),
+            ));
+        };
+        Ok((s3, S3AccessKey { id, secret }))
+    }
+
+    async fn start_with_env(env: &[(&str, &str)]) -> Result<S3Server, Error> {
         let dir = tempfile::Builder::new()
             .prefix("gitops-s3-")
             .tempdir()
             .map_err(|e| Error::io("creating a temporary folder for moto_server", e))?;
         let log = dir.path().join("moto.log");
-        let mut proc = Proc::spawn(
+        let mut proc = Proc::spawn_with_env(
             "moto_server",
             Path::new("moto_server"),
             &["-H".into(), "127.0.0.1".into(), "-p".into(), "0".into()],
+            env,
             log.clone(),
         )
         .map_err(|e| match e {
@@ -175,6 +258,22 @@ impl S3Server {
         }
     }
 
+    /// One IAM query-API call (form body, an `iam` credential scope so moto routes it to IAM);
+    /// the response body.
+    async fn iam_call(&self, body: &str, what: &str) -> Result<String, Error> {
+        let (status, text) = request_as(&self.addr, "POST", "/", body.as_bytes(), IAM_AUTH)
+            .await
+            .map_err(|e| Error::io(what.to_string(), e))?;
+        if (200..300).contains(&status) {
+            Ok(text)
+        } else {
+            Err(Error::io(
+                what.to_string(),
+                std::io::Error::other(format!("HTTP {status}: {}", text.trim())),
+            ))
+        }
+    }
+
     async fn call(&self, method: &str, path: &str, body: &[u8], what: &str) -> Result<(), Error> {
         let (status, text) = request(&self.addr, method, path, body)
             .await
@@ -232,9 +331,24 @@ async fn request(
     path: &str,
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    request_as(addr, method, path, body, FAKE_AUTH).await
+}
+
+async fn request_as(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    auth: &str,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr).await?;
+    let content_type = if auth == IAM_AUTH {
+        "application/x-www-form-urlencoded"
+    } else {
+        "application/octet-stream"
+    };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {FAKE_AUTH}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
