@@ -93,7 +93,8 @@ pub struct BucketSpec {
     /// provider, bucketName, endpoint, insecure, region, prefix, ignore, timeout.
     #[serde(flatten)]
     pub source: gitops_sources::BucketSpec,
-    /// A Secret with the keys `accesskey` and `secretkey`.
+    /// A Secret with the keys `accesskey` and `secretkey` (S3), `serviceaccount` (gcp: a
+    /// service-account key JSON) or `accountKey` (azure), as Flux reads them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalObjectReference>,
     /// Poll period (Go duration).

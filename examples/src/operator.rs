@@ -528,12 +528,24 @@ impl SourceKind for Bucket {
                 let get = |k: &str| {
                     secret_value(secret, k).map(|v| String::from_utf8_lossy(&v).into_owned())
                 };
-                match (get("accesskey"), get("secretkey")) {
-                    (Some(id), Some(secret)) => BucketAuth::AccessKey { id, secret },
+                // Flux's keys: `accesskey`/`secretkey` (S3), `serviceaccount` (gcp),
+                // `accountKey` (azure).
+                match (
+                    get("accesskey"),
+                    get("secretkey"),
+                    get("serviceaccount"),
+                    get("accountKey"),
+                ) {
+                    (Some(id), Some(secret), _, _) => BucketAuth::AccessKey { id, secret },
+                    (_, _, Some(key), _) => BucketAuth::ServiceAccount(key),
+                    (_, _, _, Some(secret)) => BucketAuth::AccessKey {
+                        id: String::new(),
+                        secret,
+                    },
                     _ => {
                         return Err((
                             format!(
-                                "secret '{}' has no accesskey and secretkey",
+                                "secret '{}' has none of accesskey and secretkey, serviceaccount, accountKey",
                                 secret_name_of(secret)
                             ),
                             true,

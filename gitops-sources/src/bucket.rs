@@ -36,16 +36,34 @@
 //!
 //! # Providers and TLS
 //!
-//! | provider | client | credentials |
+//! | provider | client | credentials ([`BucketAuth`]) |
 //! | --- | --- | --- |
-//! | `generic` | S3 API, path-style requests to `endpoint` | [`BucketAuth::AccessKey`], or unsigned requests |
-//! | `aws` | S3 API (virtual-hosted style on AWS) | access key, or AWS's ambient chain (env, web identity, instance metadata) |
-//! | `gcp` | Google Cloud Storage JSON API | ambient application-default credentials only |
-//! | `azure` | Azure Blob; the account is the first label of the endpoint host | account key as the access key's secret, or unsigned |
+//! | `generic` | S3 API, path-style requests to `endpoint` | `AccessKey`, or unsigned requests |
+//! | `aws` | S3 API: path style to a custom `endpoint` (as minio-go, Flux's client, does for hosts that are not Amazon's), virtual-hosted style to Amazon when `endpoint` is empty | `AccessKey`, or AWS's ambient chain (env, web identity, instance metadata) |
+//! | `gcp` | Google Cloud Storage through its XML API | `ServiceAccount` (the Secret's `serviceaccount`), or ambient application-default credentials |
+//! | `azure` | Azure Blob | `AccessKey` whose secret is the account key (Flux's `accountKey`), or unsigned |
 //!
-//! Only `generic` is tested (against moto); `aws`, `gcp` and `azure` are built but untested.
 //! `endpoint` is `host[:port]` as in Flux (`https://` is added, `http://` when `insecure`); a
 //! URL with a scheme is accepted, but `http://` needs `insecure: true`.
+//!
+//! - **azure**: `endpoint` is the account's Blob service URL. The account is the first label of
+//!   the host (`https://<account>.blob.core.windows.net`, Flux's rule), or — when the URL has a
+//!   path — its first path segment, the emulator form (`http://127.0.0.1:10000/devstoreaccount1`,
+//!   as Azurite and Azure's emulator connection strings address accounts; Flux cannot sign for
+//!   it, as it only takes the account from the host). An IP or two-label host without a path is
+//!   refused with [`BucketError::InvalidSpec`]. Index values are the Blob service's quoted
+//!   `ETag` header (`"0x8D..."`): source-controller lists `%x` of the ETag but replaces each entry
+//!   with the download's `ETag` before computing the revision, so that is what Flux's Azure
+//!   revisions are made of (Flux then downloads everything on every poll, as its listing never
+//!   matches; here an unchanged listing downloads nothing).
+//! - **gcp**: object_store speaks GCS's XML API, whose ETag is the object's MD5 for non-composite
+//!   objects; Flux lists the JSON API's `etag`, so the same bucket gets a different revision
+//!   under Flux. A service-account key may carry object_store's `gcs_base_url` (and
+//!   `disable_oauth`) to reach an emulator; a non-empty `endpoint` overrides the base URL (Flux
+//!   ignores `endpoint` for `gcp`).
+//! - **aws**: tested against moto with signature checking, both with the access key and with
+//!   `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` from the environment; Amazon itself is not
+//!   reachable from the tests.
 //!
 //! HTTPS uses rustls with the ring provider (object_store built with its `ring` feature, no
 //! aws-lc-rs). **Installing a process-wide default rustls `CryptoProvider` is the caller's job**
@@ -449,7 +467,9 @@ impl BucketSource {
                             "the gcp provider takes no access key (use the generic provider with GCS HMAC keys)",
                         ));
                     }
-                    BucketAuth::Anonymous => object_store::gcp::GoogleCloudStorageBuilder::from_env(),
+                    BucketAuth::Anonymous => {
+                        object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    }
                     BucketAuth::ServiceAccount(json) => {
                         check_service_account(json).map_err(|r| invalid(&r))?;
                         object_store::gcp::GoogleCloudStorageBuilder::new()
@@ -701,10 +721,7 @@ impl BucketSource {
         let etag = match listed_etag {
             Some(t) => t,
             None => match self.client.head(&location).await {
-                Ok(meta) => meta
-                    .e_tag
-                    .map(|t| self.index_etag(&t))
-                    .unwrap_or_default(),
+                Ok(meta) => meta.e_tag.map(|t| self.index_etag(&t)).unwrap_or_default(),
                 Err(object_store::Error::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(self.client_error(OP, e)),
             },
@@ -1184,6 +1201,52 @@ mod tests {
         );
         assert!(endpoint_url("http://minio:9000", false).is_err());
         assert!(endpoint_url("ftp://x", true).is_err());
+    }
+
+    #[test]
+    fn azure_accounts_come_from_the_path_or_the_first_host_label() {
+        assert_eq!(
+            azure_account("https://flux.blob.core.windows.net").unwrap(),
+            "flux"
+        );
+        assert_eq!(
+            azure_account("https://flux.blob.core.windows.net:443").unwrap(),
+            "flux"
+        );
+        assert_eq!(
+            azure_account("http://127.0.0.1:10000/devstoreaccount1").unwrap(),
+            "devstoreaccount1"
+        );
+        assert_eq!(azure_account("http://azurite:10000/acct/").unwrap(), "acct");
+        for bad in [
+            "http://127.0.0.1:10000",
+            "https://localhost",
+            "https://example.com",
+            "http://[::1]:10000",
+        ] {
+            let err = azure_account(bad).unwrap_err();
+            assert!(err.contains("/<account>"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn service_account_secrets_are_scrubbed_in_every_form() {
+        let json = r#"{"private_key":"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n","private_key_id":"k","client_email":"e"}"#;
+        let secrets = secrets_of(&BucketAuth::ServiceAccount(json.into()));
+        let text = format!(
+            "a {json} b MIIEvQIBADANBgkqhkiG9w0BAQEFAASC c {}",
+            "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC"
+        );
+        let out = scrub_secrets(&text, &secrets);
+        assert!(!out.contains("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"), "{out}");
+        assert!(out.starts_with("a *** b *** c"), "{out}");
+        assert!(check_service_account(json).is_ok());
+        assert!(check_service_account("{").unwrap_err().contains("not JSON"));
+        assert!(
+            check_service_account(r#"{"private_key":1}"#)
+                .unwrap_err()
+                .contains("\"private_key\"")
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use gitops_core::{Artifact, ArtifactKey, ArtifactStore, Fetched, Source};
-use gitops_sources::bucket::{BucketAuth, BucketProvider, BucketSource, BucketSpec, index_revision};
+use gitops_sources::bucket::{
+    BucketAuth, BucketProvider, BucketSource, BucketSpec, index_revision,
+};
 use gitops_testenv::S3Server;
 
 const BUCKET: &str = "flux-aws";

@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use gitops_core::{Artifact, ArtifactKey, ArtifactStore, Fetched, Source};
-use gitops_sources::bucket::{BucketAuth, BucketProvider, BucketSource, BucketSpec, index_revision};
+use gitops_sources::bucket::{
+    BucketAuth, BucketProvider, BucketSource, BucketSpec, index_revision,
+};
 use gitops_testenv::AzuriteServer;
 use gitops_testenv::azurite::ACCOUNT_KEY;
 
@@ -109,7 +111,9 @@ async fn azure_fetches_then_is_unchanged_then_downloads_only_what_changed() {
     assert_eq!(src.downloads(), 2);
 
     // A rewritten blob gets a new ETag: a new revision, only it downloaded.
-    az.put_blob(CONTAINER, "dir/b.yaml", b"b: 2\n").await.unwrap();
+    az.put_blob(CONTAINER, "dir/b.yaml", b"b: 2\n")
+        .await
+        .unwrap();
     let Fetched::New(second) = src.fetch(&store, Some(&first)).await.unwrap() else {
         panic!("expected a new artifact")
     };

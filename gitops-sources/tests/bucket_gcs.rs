@@ -188,8 +188,7 @@ async fn gcp_bad_service_account_keys_are_refused_without_showing_them() {
     // A field missing.
     let mut no_email = good_value.clone();
     no_email.as_object_mut().unwrap().remove("client_email");
-    let err =
-        new_source(spec(), BucketAuth::ServiceAccount(no_email.to_string())).unwrap_err();
+    let err = new_source(spec(), BucketAuth::ServiceAccount(no_email.to_string())).unwrap_err();
     let msg = err.to_string();
     eprintln!("no client_email: {msg}");
     assert!(msg.contains("\"client_email\""), "{msg}");

@@ -88,16 +88,19 @@ impl AzuriteServer {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let mut proc = Proc::spawn("azurite-blob", Path::new("azurite-blob"), &args, log.clone())
-            .map_err(|e| match e {
-                Error::Io { context, source } => Error::Io {
-                    context: format!(
-                        "{context} (install it with `npm install -g azurite@3.37.0`)"
-                    ),
-                    source,
-                },
-                other => other,
-            })?;
+        let mut proc = Proc::spawn(
+            "azurite-blob",
+            Path::new("azurite-blob"),
+            &args,
+            log.clone(),
+        )
+        .map_err(|e| match e {
+            Error::Io { context, source } => Error::Io {
+                context: format!("{context} (install it with `npm install -g azurite@3.37.0`)"),
+                source,
+            },
+            other => other,
+        })?;
         let deadline = Instant::now() + AZURITE_START_TIMEOUT;
         let url = loop {
             proc.check_running()?;
@@ -200,7 +203,9 @@ impl AzuriteServer {
         head.lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.trim().eq_ignore_ascii_case("etag").then(|| v.trim().to_string())
+                k.trim()
+                    .eq_ignore_ascii_case("etag")
+                    .then(|| v.trim().to_string())
             })
             .ok_or_else(|| Error::io(what, std::io::Error::other("no ETag header")))
     }

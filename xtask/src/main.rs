@@ -104,8 +104,10 @@ fn cargo() -> Command {
 
 /// Debian packages the tests use besides the control plane: git (with git-http-backend and
 /// git-daemon), openssl (service-account keys), docker-registry (the OCI registry of the OCI
-/// source tests) and apache2-utils (`htpasswd` for its basic auth); and PyPI's moto
-/// (`moto_server`, the S3 API of the Bucket source tests).
+/// source tests) and apache2-utils (`htpasswd` for its basic auth); PyPI's moto
+/// (`moto_server`, the S3 API of the Bucket source tests, also serving the GCS XML API requests
+/// of the `gcp` provider tests); and npm's Azurite (`azurite-blob`, the Azure Blob emulator of
+/// the `azure` provider tests; npm from Debian when missing).
 fn ensure_packages() -> Result<()> {
     ensure_apt_packages()?;
     if !has_command("moto_server") {
@@ -117,7 +119,29 @@ fn ensure_packages() -> Result<()> {
             "moto[server]==5.2.5",
         ]))?;
     }
+    if !has_command("azurite-blob") {
+        let mut npm = sudo();
+        npm.extend([
+            "npm",
+            "install",
+            "-g",
+            "--no-fund",
+            "--no-audit",
+            "azurite@3.37.0",
+        ]);
+        run(Command::new(npm[0]).args(&npm[1..]))?;
+    }
     Ok(())
+}
+
+/// `["sudo"]` unless running as root.
+fn sudo() -> Vec<&'static str> {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if root { vec![] } else { vec!["sudo"] }
 }
 
 fn has_command(bin: &str) -> bool {
@@ -137,6 +161,8 @@ fn ensure_apt_packages() -> Result<()> {
         ("htpasswd", "apache2-utils"),
         // An absolute path: /usr/sbin is not on every user's PATH.
         ("/usr/sbin/sshd", "openssh-server"),
+        // For Azurite (installed with npm below).
+        ("npm", "npm"),
     ]
     .into_iter()
     .filter(|(bin, _)| !has_command(bin))
@@ -145,16 +171,7 @@ fn ensure_apt_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let sudo = if Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false)
-    {
-        vec![]
-    } else {
-        vec!["sudo"]
-    };
+    let sudo = sudo();
     let apt = |args: &[&str]| {
         let mut all: Vec<&str> = sudo.clone();
         all.push("apt-get");
