@@ -54,8 +54,8 @@
 //!   refused with [`BucketError::InvalidSpec`]. Index values are the Blob service's quoted
 //!   `ETag` header (`"0x8D..."`): source-controller lists `%x` of the ETag but replaces each entry
 //!   with the download's `ETag` before computing the revision, so that is what Flux's Azure
-//!   revisions are made of (Flux then downloads everything on every poll, as its listing never
-//!   matches; here an unchanged listing downloads nothing).
+//!   revisions are made of (as its code reads, Flux then downloads everything on every poll, its
+//!   listing never matching the revision; here an unchanged listing downloads nothing).
 //! - **gcp**: object_store speaks GCS's XML API, whose ETag is the object's MD5 for non-composite
 //!   objects; Flux lists the JSON API's `etag`, so the same bucket gets a different revision
 //!   under Flux. A service-account key may carry object_store's `gcs_base_url` (and
@@ -383,8 +383,11 @@ impl BucketSource {
     ///
     /// Errors: [`BucketError::NoCryptoProvider`] when no default rustls provider is installed;
     /// [`BucketError::InvalidSpec`] for an empty bucket name, an `http://` endpoint
-    /// without `insecure`, an endpoint `generic`/`azure` cannot do without, or credentials the
-    /// provider does not take (an access key for `gcp`).
+    /// without `insecure`, an endpoint `generic`/`azure` cannot do without (or an `azure`
+    /// endpoint naming no account), credentials the provider does not take (an access key for
+    /// `gcp`, a service-account key for the others), or a service-account key that is not a
+    /// JSON object with `private_key`, `private_key_id` and `client_email` or whose private key
+    /// is not an RSA key. No message quotes a secret.
     pub fn new(
         key: ArtifactKey,
         spec: BucketSpec,
