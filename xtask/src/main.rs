@@ -6,7 +6,10 @@
 //! - `cargo xtask ci`: installs what is missing, then runs fmt, clippy and the whole test suite
 //!   against the test control plane.
 //! - `cargo xtask bench`: the criterion benches, then `kubectl kustomize` on the same overlay in
-//!   the same run, printed as a ratio.
+//!   the same run, printed as a ratio; then `bench sources`.
+//! - `cargo xtask bench sources`: only `sources-bench`: the Git source against `git clone --depth
+//!   1` and the artifact store against `tar czf | sha256sum` on a generated 50 MB repository,
+//!   printed as ratios.
 //! - `cargo xtask kustomize-compare DIR...`: every kustomization under the folders, built by
 //!   `kubectl kustomize` and by `gitops build`: how many are byte-identical, and what differs.
 //! - `cargo xtask demo`: the main job end to end: a local control plane, a Git server over smart
@@ -29,7 +32,11 @@ fn main() -> Result<()> {
         }
         "ci" => ci(),
         "demo" => demo(),
-        "bench" => bench(),
+        "bench" => match std::env::args().nth(2).as_deref() {
+            None => bench(),
+            Some("sources") => bench_sources(),
+            Some(other) => bail!("unknown bench {other:?}: expected `cargo xtask bench [sources]`"),
+        },
         "kustomize-compare" => {
             let roots: Vec<PathBuf> = std::env::args().skip(2).map(PathBuf::from).collect();
             if roots.is_empty() {
@@ -47,7 +54,9 @@ fn main() -> Result<()> {
             compare::compare(&target_dir().join("release/gitops"), &roots)
         }
         _ => {
-            eprintln!("usage: cargo xtask <testenv|ci|demo|bench|kustomize-compare DIR...>");
+            eprintln!(
+                "usage: cargo xtask <testenv|ci|demo|bench [sources]|kustomize-compare DIR...>"
+            );
             std::process::exit(2);
         }
     }
@@ -236,7 +245,7 @@ fn demo() -> Result<()> {
 /// Runs the criterion benches, then times `kubectl kustomize` on the overlay the kustomize bench
 /// builds and prints how many times faster the in-process build is; then runs
 /// `benches/scripts/kustomize-large.sh` (`gitops build` against `kubectl kustomize` on a large
-/// generated overlay, with peak memory).
+/// generated overlay, with peak memory); then [`bench_sources`].
 fn bench() -> Result<()> {
     run(cargo().args(["bench", "-p", "gitops-benches"]))?;
     let overlay = root().join("../shared/fixtures/podinfo-k8s120/deploy/overlays/production");
@@ -271,7 +280,24 @@ fn bench() -> Result<()> {
     // Whole processes on a large generated overlay: time and peak memory, with the ratios.
     let script = root().join("benches/scripts/kustomize-large.sh");
     run(Command::new("bash").arg(script).current_dir(root()))?;
-    Ok(())
+    bench_sources()
+}
+
+/// Builds `sources-bench` in release mode and runs it: on a generated ~50 MB repository served by
+/// `git http-backend`, `GitSource::fetch` against `git clone --depth 1` and
+/// `ArtifactStore::archive_dir` against `tar czf - | sha256sum`, printed as ratios (above 1 is
+/// faster). Needs `git` and GNU `tar`.
+fn bench_sources() -> Result<()> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "-q",
+        "-p",
+        "gitops-benches",
+        "--bin",
+        "sources-bench",
+    ]))?;
+    run(Command::new(target_dir().join("release/sources-bench")).current_dir(root()))
 }
 
 /// `mean.point_estimate` from criterion's estimates.json, without a JSON dependency in xtask.
