@@ -315,3 +315,164 @@ async fn three_thousand_keys_are_listed_page_by_page_and_polled_without_download
     assert_ne!(second.revision, first.revision);
     assert_eq!(src.downloads(), N as u64 + 1);
 }
+
+/// What the mock S3 server serves for `a.yaml`: the content listed (its MD5 is the ETag) and
+/// the bytes a GET answers, with the `Content-Length` announced.
+#[derive(Clone)]
+struct MockObject {
+    listed: &'static str,
+    served: &'static [u8],
+    content_length: usize,
+}
+
+/// A minimal S3 endpoint on 127.0.0.1 (ListObjectsV2, HEAD and GET of one object, path-style),
+/// for what moto cannot do: serve bytes that differ from the listing. One request per
+/// connection (`Connection: close`). Returns the endpoint and the switch for the object.
+async fn mock_s3(bucket: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<MockObject>>) {
+    let object = std::sync::Arc::new(std::sync::Mutex::new(MockObject {
+        listed: "a: 1\n",
+        served: b"a: 1\n",
+        content_length: 5,
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shared = object.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let o = shared.lock().unwrap().clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&req)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let mut parts = line.split_whitespace();
+                let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+                let etag = md5_hex(o.listed);
+                let date = "Mon, 01 Jan 2024 00:00:00 GMT";
+                let (head, body): (String, Vec<u8>) = if target.starts_with(&format!("/{bucket}?"))
+                {
+                    let xml = format!(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>{bucket}</Name><Prefix></Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated><Contents><Key>a.yaml</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>&quot;{etag}&quot;</ETag><Size>{}</Size><StorageClass>STANDARD</StorageClass></Contents></ListBucketResult>",
+                        o.listed.len()
+                    );
+                    (
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            xml.len()
+                        ),
+                        xml.into_bytes(),
+                    )
+                } else if target == format!("/{bucket}/a.yaml") {
+                    (
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"{etag}\"\r\nLast-Modified: {date}\r\nConnection: close\r\n\r\n",
+                            o.content_length
+                        ),
+                        if method == "HEAD" {
+                            Vec::new()
+                        } else {
+                            o.served.to_vec()
+                        },
+                    )
+                } else {
+                    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NoSuchKey</Code><Message>not found</Message></Error>";
+                    (
+                        format!(
+                            "HTTP/1.1 404 Not Found\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            xml.len()
+                        ),
+                        if method == "HEAD" {
+                            Vec::new()
+                        } else {
+                            xml.as_bytes().to_vec()
+                        },
+                    )
+                };
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(&body).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (format!("http://{addr}"), object)
+}
+
+/// moto computes ETags from the bytes it stores, so it cannot serve an object whose content
+/// differs from its listing: this test uses the minimal mock above instead.
+#[tokio::test]
+async fn a_download_that_does_not_match_the_listing_is_refused() {
+    let (endpoint, object) = mock_s3("mocked").await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let spec = BucketSpec {
+        bucket_name: "mocked".into(),
+        endpoint,
+        insecure: true,
+        timeout: Some(Duration::from_secs(30)),
+        ..Default::default()
+    };
+    let key = ArtifactKey::new("Bucket", "default", "mocked").unwrap();
+    let src = BucketSource::new(key, spec, BucketAuth::Anonymous).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ArtifactStore::new(tmp.path().join("store")).unwrap();
+    let last = src.fetch(&store, None).await.unwrap().artifact().clone();
+    assert_eq!(
+        last.revision,
+        index_revision([("a.yaml", md5_hex("a: 1\n").as_str())])
+    );
+
+    // Listed as "a: 2\n", served as "a: 3\n" (same size): the MD5 does not match the ETag.
+    *object.lock().unwrap() = MockObject {
+        listed: "a: 2\n",
+        served: b"a: 3\n",
+        content_length: 5,
+    };
+    let e = src.fetch(&store, Some(&last)).await.unwrap_err();
+    eprintln!("corrupt: {e}");
+    assert!(
+        matches!(bucket_error(&e), BucketError::Verify { .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("\"a.yaml\""), "{e}");
+    assert!(e.to_string().contains(&md5_hex("a: 2\n")), "{e}");
+    only_last_kept(&store, &last);
+
+    // Truncated: 5 bytes announced, 3 sent before the connection closes.
+    *object.lock().unwrap() = MockObject {
+        listed: "a: 2\n",
+        served: b"a: ",
+        content_length: 5,
+    };
+    let e = src.fetch(&store, Some(&last)).await.unwrap_err();
+    eprintln!("truncated: {e}");
+    assert!(e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("a.yaml"), "{e}");
+    only_last_kept(&store, &last);
+
+    // The cache holds no partial download: the right bytes give the right artifact.
+    *object.lock().unwrap() = MockObject {
+        listed: "a: 2\n",
+        served: b"a: 2\n",
+        content_length: 5,
+    };
+    let Fetched::New(next) = src.fetch(&store, Some(&last)).await.unwrap() else {
+        panic!("expected a new artifact")
+    };
+    let out = tempfile::tempdir().unwrap();
+    store.extract(&next, out.path()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("a.yaml")).unwrap(),
+        "a: 2\n"
+    );
+}
