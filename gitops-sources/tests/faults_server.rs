@@ -228,57 +228,65 @@ async fn hostile_archives_with_a_matching_digest_are_refused_inside_the_destinat
     }
 }
 
-/// A GNU long-name entry of 16 MiB (a few KiB gzipped): the tar reader reads such names into
-/// memory whole, so without a cap a small archive could make it allocate gigabytes before the
-/// first entry is even seen. The store caps what is read between entries (1 MiB and a bit).
+/// A GNU long-name entry or a PAX header of 16 MiB (a few KiB gzipped): the tar reader reads
+/// those into memory whole, so without a cap a small archive could make it allocate gigabytes
+/// before the first entry is even seen. The store caps what is read between entries (1 MiB and a
+/// bit).
 #[tokio::test]
 async fn a_long_name_bomb_is_refused_before_it_is_read_into_memory() {
     const N: usize = 16 << 20;
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut b = tar::Builder::new(gz);
-    let mut h = tar::Header::new_gnu();
-    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
-    h.set_mode(0o644);
-    h.set_size(N as u64);
-    h.set_entry_type(tar::EntryType::GNULongName);
-    h.set_cksum();
-    b.append(&h, &vec![b'a'; N][..]).unwrap();
-    let mut h = tar::Header::new_gnu();
-    h.set_path("x").unwrap();
-    h.set_size(1);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append(&h, &b"x"[..]).unwrap();
-    let archive = b.into_inner().unwrap().finish().unwrap();
-    assert!(archive.len() < 64 << 10, "{} bytes", archive.len());
-
     let served = tempfile::tempdir().unwrap();
-    fs::write(served.path().join("long.tar.gz"), &archive).unwrap();
     let server = StaticHttpServer::start(served.path()).await.unwrap();
-    let url = format!("{}/long.tar.gz", server.url());
     let work = tempfile::tempdir().unwrap();
-    let dest = work.path().join("dest");
-    let err = ArtifactFetcher::new(FetchLimits::default())
-        .unwrap()
-        .fetch(&url, &Digest::sha256_of(&archive), &dest)
-        .await
-        .unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.len() < 1000, "{} bytes: {:.300}", msg.len(), msg);
-    eprintln!("long name: {msg}");
-    assert!(
-        matches!(
-            &err,
-            FetchError::Extract {
-                source: StoreError::TooLarge {
-                    what: "tar header size in bytes",
+    for (t, kind) in [
+        ("gnu-long-name", tar::EntryType::GNULongName),
+        ("pax-header", tar::EntryType::XHeader),
+    ] {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_mode(0o644);
+        h.set_size(N as u64);
+        h.set_entry_type(kind);
+        h.set_cksum();
+        let mut data = format!("{N} path=").into_bytes();
+        data.resize(N, b'a');
+        b.append(&h, &data[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_path("x").unwrap();
+        h.set_size(1);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        let archive = b.into_inner().unwrap().finish().unwrap();
+        assert!(archive.len() < 64 << 10, "{t}: {} bytes", archive.len());
+
+        fs::write(served.path().join(format!("{t}.tar.gz")), &archive).unwrap();
+        let url = format!("{}/{t}.tar.gz", server.url());
+        let dest = work.path().join(t);
+        let err = ArtifactFetcher::new(FetchLimits::default())
+            .unwrap()
+            .fetch(&url, &Digest::sha256_of(&archive), &dest)
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.len() < 1000, "{t}: {} bytes: {:.300}", msg.len(), msg);
+        eprintln!("{t}: {msg}");
+        assert!(
+            matches!(
+                &err,
+                FetchError::Extract {
+                    source: StoreError::TooLarge {
+                        what: "tar header size in bytes",
+                        ..
+                    },
                     ..
-                },
-                ..
-            }
-        ),
-        "{msg:.300}"
-    );
-    assert!(!err.is_retryable());
-    assert!(entries_under(&dest).is_empty());
+                }
+            ),
+            "{t}: {msg:.300}"
+        );
+        assert!(!err.is_retryable());
+        assert!(entries_under(&dest).is_empty(), "{t}");
+    }
 }
