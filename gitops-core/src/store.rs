@@ -61,7 +61,7 @@ pub enum StoreError {
     TooLarge {
         /// The archive.
         archive: PathBuf,
-        /// `total size in bytes` or `file count`.
+        /// `total size in bytes`, `file count` or `tar header size in bytes`.
         what: &'static str,
         /// The limit.
         limit: u64,
@@ -394,7 +394,14 @@ pub fn extract_tar_gz(
 ) -> Result<(), StoreError> {
     fs::create_dir_all(dest).map_err(io_err("create", dest))?;
     let dest = fs::canonicalize(dest).map_err(io_err("resolve", dest))?;
-    let mut ar = tar::Archive::new(GzDecoder::new(reader));
+    // The tar crate reads GNU long names and PAX headers into memory whole, whatever their
+    // size: the bytes read while it looks for the next entry are capped (Go's archive/tar,
+    // which Flux uses, caps them at 1 MiB too).
+    let between = std::rc::Rc::new(std::cell::Cell::new(Budget::Unlimited));
+    let mut ar = tar::Archive::new(HeaderCap {
+        inner: GzDecoder::new(reader),
+        budget: between.clone(),
+    });
     let mut total = 0u64;
     let mut count = 0u64;
     // Symlinks are created after every file and folder is written, so no write can go through
@@ -410,7 +417,16 @@ pub fn extract_tar_gz(
         what,
         limit,
     };
-    for entry in ar.entries().map_err(io_err("read", archive))? {
+    let mut entries = ar.entries().map_err(io_err("read", archive))?;
+    loop {
+        between.set(Budget::Left(MAX_HEADER_BYTES));
+        let next = entries.next();
+        let tripped = between.get() == Budget::Exceeded;
+        between.set(Budget::Unlimited);
+        if tripped {
+            return Err(too_large("tar header size in bytes", MAX_HEADER_BYTES));
+        }
+        let Some(entry) = next else { break };
         let mut entry = entry.map_err(io_err("read", archive))?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         count += 1;
@@ -518,6 +534,43 @@ pub fn extract_tar_gz(
         }
     }
     Ok(())
+}
+
+/// Most bytes read from the decompressed stream between two entries: headers, GNU long names,
+/// PAX records and skipped data (1 MiB and a bit, as Go's archive/tar limits special headers).
+const MAX_HEADER_BYTES: u64 = (1 << 20) + (64 << 10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Budget {
+    Unlimited,
+    Left(u64),
+    Exceeded,
+}
+
+/// The decompressed stream, failing reads past the budget the extractor sets while the tar
+/// reader looks for the next entry.
+struct HeaderCap<R> {
+    inner: R,
+    budget: std::rc::Rc<std::cell::Cell<Budget>>,
+}
+
+impl<R: Read> Read for HeaderCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.budget.get() {
+            Budget::Unlimited => self.inner.read(buf),
+            Budget::Left(left) => {
+                if left == 0 {
+                    self.budget.set(Budget::Exceeded);
+                    return Err(io::Error::other("tar headers exceed the limit"));
+                }
+                let max = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let n = self.inner.read(&mut buf[..max])?;
+                self.budget.set(Budget::Left(left - n as u64));
+                Ok(n)
+            }
+            Budget::Exceeded => Err(io::Error::other("tar headers exceed the limit")),
+        }
+    }
 }
 
 /// A path made of normal components only (leading `./` allowed), or `None`.

@@ -626,11 +626,14 @@ impl Registry {
             .map_err(|e| self.error(reference, "resolving the manifest digest", e))
     }
 
-    /// Every tag of the repository, page by page.
+    /// Every tag of the repository, page by page (`n`, `last`). Registries that ignore the
+    /// pagination parameters (CNCF distribution 2.8 answers every tag, unsorted, to each page
+    /// request) end the loop too: it stops at the first page that brings no new tag.
     async fn tags(&self, reference: &str) -> Result<Vec<String>, OciError> {
         const PAGE: usize = 1000;
         let r = self.repo.with_tag(DEFAULT_TAG);
         let mut all: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         loop {
             let page = self
                 .client
@@ -639,8 +642,11 @@ impl Registry {
                 .map_err(|e| self.error(reference, "listing tags", e))?;
             let n = page.tags.len();
             let before = all.len();
-            all.extend(page.tags);
-            all.dedup();
+            for tag in page.tags {
+                if seen.insert(tag.clone()) {
+                    all.push(tag);
+                }
+            }
             if n < PAGE || all.len() == before {
                 return Ok(all);
             }

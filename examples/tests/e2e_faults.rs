@@ -1,0 +1,331 @@
+//! End to end, a source's server going down after a first successful reconcile (see
+//! `gitops-sources/tests/FAULTS.md`): a kube-apiserver + etcd + kube-controller-manager from
+//! `KUBEBUILDER_ASSETS`, the operator, and a GitRepository served by `GitHttpServer` or an
+//! OCIRepository on a real `docker-registry` (`OciRegistry`), feeding a pruning Kustomization.
+//!
+//! Once the Kustomization has applied podinfo, the server stops. Flux's behaviour is expected:
+//! the source turns Ready=False with its failure reason (`GitOperationFailed`,
+//! `OCIArtifactPullFailed`) and a message naming the URL, `status.artifact` stays the last good
+//! one, and the Kustomization, which keeps reconciling every 2 s from that artifact, stays Ready
+//! at the same revision with its objects in place: nothing is pruned.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Result;
+use gitops_core::ArtifactStore;
+use gitops_core::condition::{Condition, find_condition, is_ready, kind};
+use gitops_examples::crds::{GitRepository, Kustomization, OCIRepository, SourceStatus};
+use gitops_examples::operator::{self, OperatorConfig};
+use gitops_examples::wait;
+use gitops_sources::oci::{OciAuth, push_artifact};
+use gitops_testenv::{GitHttpServer, OciRegistry, TestEnv};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, PostParams};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+const NS: &str = "flux-system";
+
+fn podinfo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/podinfo-k8s120/kustomize")
+}
+
+/// A control plane with the CRDs installed, the `flux-system` namespace, and the operator.
+struct World {
+    env: TestEnv,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    tmp: tempfile::TempDir,
+}
+
+impl World {
+    async fn start() -> Result<World> {
+        gitops_examples::install_crypto_provider();
+        let env = TestEnv::start().await?;
+        let tmp = tempfile::tempdir()?;
+        gitops_examples::crds::install_crds(&env.client()).await?;
+        let namespaces: Api<Namespace> = Api::all(env.client());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?,
+            )
+            .await?;
+        let store = ArtifactStore::new(tmp.path().join("artifacts"))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let env_client = env.client();
+        let config = OperatorConfig {
+            dependency_requeue: Duration::from_secs(1),
+            ..OperatorConfig::default()
+        };
+        tokio::spawn(async move {
+            if let Err(e) = operator::run(env_client, store, config, async move {
+                let _ = stopped.await;
+            })
+            .await
+            {
+                panic!("operator: {e}");
+            }
+        });
+        Ok(World {
+            env,
+            stop: Some(stop),
+            tmp,
+        })
+    }
+
+    fn client(&self) -> kube::Client {
+        self.env.client()
+    }
+
+    async fn create<K>(&self, value: serde_json::Value) -> Result<()>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client(), NS);
+        api.create(&PostParams::default(), &serde_json::from_value(value)?)
+            .await?;
+        Ok(())
+    }
+
+    /// A pruning Kustomization `app` of `kind`/`podinfo`, reconciled every 2 s.
+    async fn create_kustomization(&self, kind: &str) -> Result<()> {
+        self.create::<Kustomization>(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": "app", "namespace": NS},
+            "spec": {"interval": "2s", "path": "./", "prune": true, "targetNamespace": "default",
+                     "sourceRef": {"kind": kind, "name": "podinfo"}}
+        }))
+        .await
+    }
+
+    async fn ready_kustomization(&self) -> Result<Kustomization> {
+        let api: Api<Kustomization> = Api::namespaced(self.client(), NS);
+        wait::until(&api, "app", TIMEOUT, "Kustomization Ready", |k| {
+            k.status.as_ref().is_some_and(|s| {
+                is_ready(&s.conditions) && s.observed_generation == k.metadata.generation
+            })
+        })
+        .await
+    }
+
+    async fn assert_podinfo_applied(&self) -> Result<()> {
+        let deployments: Api<Deployment> = Api::namespaced(self.client(), "default");
+        let services: Api<Service> = Api::namespaced(self.client(), "default");
+        let d = deployments.get_opt("podinfo").await?;
+        assert!(
+            d.is_some_and(|d| d.metadata.deletion_timestamp.is_none()),
+            "Deployment podinfo"
+        );
+        assert!(services.get_opt("podinfo").await?.is_some(), "Service");
+        Ok(())
+    }
+
+    /// After the source's server went down: the source `name` of kind `K` turns Ready=False
+    /// with `reason` and a message naming `url`, keeps `artifact`, and the Kustomization keeps
+    /// its objects and revision over several of its reconciles.
+    async fn assert_outage_handled<K>(
+        &self,
+        before: &SourceStatus,
+        reason: &str,
+        url: &str,
+    ) -> Result<()>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + HasStatus,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client(), NS);
+        let failed = wait::until(&api, "podinfo", TIMEOUT, "source Ready=False", |s| {
+            ready_condition(s.source_status()).is_some_and(|c| c.status.as_str() == "False")
+        })
+        .await?;
+        let status = failed.source_status().cloned().unwrap_or_default();
+        let ready = ready_condition(Some(&status)).cloned().expect("Ready");
+        assert_eq!(ready.reason, reason, "{ready:?}");
+        assert!(ready.message.contains(url), "{}", ready.message);
+        assert_eq!(status.artifact, before.artifact, "status.artifact changed");
+
+        let ks_api: Api<Kustomization> = Api::namespaced(self.client(), NS);
+        let applied = ks_api.get("app").await?;
+        let revision = applied
+            .status
+            .as_ref()
+            .and_then(|s| s.last_applied_revision.clone());
+        // Several Kustomization intervals (2 s) pass with the source down.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let ks = ks_api.get("app").await?;
+        let ks_status = ks.status.clone().unwrap_or_default();
+        assert!(
+            is_ready(&ks_status.conditions),
+            "{:?}",
+            ks_status.conditions
+        );
+        assert_eq!(ks_status.last_applied_revision, revision);
+        self.assert_podinfo_applied().await?;
+        let still = api.get("podinfo").await?;
+        assert_eq!(
+            still.source_status().and_then(|s| s.artifact.clone()),
+            before.artifact
+        );
+        Ok(())
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The source status of GitRepository and OCIRepository.
+trait HasStatus {
+    fn source_status(&self) -> Option<&SourceStatus>;
+}
+
+impl HasStatus for GitRepository {
+    fn source_status(&self) -> Option<&SourceStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl HasStatus for OCIRepository {
+    fn source_status(&self) -> Option<&SourceStatus> {
+        self.status.as_ref()
+    }
+}
+
+fn ready_condition(status: Option<&SourceStatus>) -> Option<&Condition> {
+    status.and_then(|s| find_condition(&s.conditions, kind::READY))
+}
+
+async fn ready_source<K>(w: &World) -> Result<SourceStatus>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + HasStatus,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(w.client(), NS);
+    let s = wait::until(&api, "podinfo", TIMEOUT, "source Ready", |s| {
+        s.source_status()
+            .is_some_and(|st| is_ready(&st.conditions) && st.artifact.is_some())
+    })
+    .await?;
+    Ok(s.source_status().cloned().unwrap_or_default())
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .output()
+        .expect("running git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_server_down_keeps_the_artifact_and_the_applied_objects() -> Result<()> {
+    let w = World::start().await?;
+    // A bare repository `repos/podinfo.git` holding the podinfo kustomize folder on master.
+    let work = w.tmp.path().join("work");
+    let repos = w.tmp.path().join("repos");
+    std::fs::create_dir_all(&work)?;
+    std::fs::create_dir_all(&repos)?;
+    for entry in std::fs::read_dir(podinfo())? {
+        let path = entry?.path();
+        std::fs::copy(&path, work.join(path.file_name().unwrap_or_default()))?;
+    }
+    git(&work, &["init", "-q", "-b", "master"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "podinfo"]);
+    let bare = repos.join("podinfo.git");
+    git(
+        w.tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    let server = GitHttpServer::start(&repos).await?;
+    let url = format!("{}/podinfo.git", server.url());
+    w.create::<GitRepository>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"url": url, "ref": {"branch": "master"}, "interval": "1s", "timeout": "10s"}
+    }))
+    .await?;
+    w.create_kustomization("GitRepository").await?;
+    w.ready_kustomization().await?;
+    w.assert_podinfo_applied().await?;
+    let before = ready_source::<GitRepository>(&w).await?;
+
+    // A commit that deletes the Service is pushed, then the server goes down before the source
+    // can fetch it: nothing may be pruned.
+    std::fs::write(
+        work.join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- deployment.yaml\n",
+    )?;
+    server.shutdown().await;
+    git(&work, &["commit", "-q", "-am", "drop the service"]);
+    git(&work, &["push", "-q", bare.to_str().unwrap(), "master"]);
+    w.assert_outage_handled::<GitRepository>(&before, "GitOperationFailed", &url)
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_registry_down_keeps_the_artifact_and_the_applied_objects() -> Result<()> {
+    let w = World::start().await?;
+    let reg = OciRegistry::start()?;
+    let url = format!("oci://{}/manifests/podinfo", reg.host());
+    push_artifact(
+        &format!("{url}:6.0.0"),
+        &podinfo(),
+        "https://github.com/stefanprodan/podinfo",
+        "6.0.0@sha1:0000000000000000000000000000000000000000",
+        &OciAuth::Anonymous,
+        true,
+    )
+    .await?;
+    w.create::<OCIRepository>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"url": url, "ref": {"tag": "6.0.0"}, "insecure": true, "interval": "1s",
+                 "timeout": "10s"}
+    }))
+    .await?;
+    w.create_kustomization("OCIRepository").await?;
+    w.ready_kustomization().await?;
+    w.assert_podinfo_applied().await?;
+    let before = ready_source::<OCIRepository>(&w).await?;
+
+    reg.stop();
+    w.assert_outage_handled::<OCIRepository>(&before, "OCIArtifactPullFailed", &url)
+        .await
+}
