@@ -29,9 +29,9 @@
 //! is looked up in the commit's `.gitmodules` (relative URLs resolved against the repository that
 //! records them), the recorded commit is fetched with depth 1 (through gix, like the superproject)
 //! and its tree written at the gitlink's path, recursively. The GitRepository's credentials go to
-//! submodules on the same host and port only; `file://` submodules are followed only when the
-//! superproject is a `file://` URL. The revision stays the superproject's; a failing submodule
-//! fails the fetch with [`GitError::Submodule`], naming its path and redacted URL.
+//! submodules with the same scheme, host and port only; `file://` submodules are followed only
+//! when the superproject is a `file://` URL. The revision stays the superproject's; a failing
+//! submodule fails the fetch with [`GitError::Submodule`], naming its path and redacted URL.
 //!
 //! Includes (`spec.include`, [`GitSource::with_includes`]): the artifacts of other
 //! GitRepositories are copied into this one's before archiving, as source-controller's

@@ -9,10 +9,12 @@
 //! timeouts and secret scrubbing are the superproject's — and writes its tree at the gitlink's
 //! path. Submodules of submodules follow, up to [`MAX_DEPTH`] levels.
 //!
-//! Credentials: the GitRepository's credentials are passed to submodules on the same host (and
-//! port) when they fit the submodule's transport (HTTP credentials for `http(s)://`, the SSH
-//! identity for `ssh://`); submodules elsewhere are fetched anonymously (or with the user info of
-//! their own URL). HTTP credentials travel as an `Authorization` header, never in a URL or argv.
+//! Credentials: the GitRepository's credentials are passed to submodules with the same scheme,
+//! host and port as the GitRepository's URL (nested submodules are compared with that URL too,
+//! never with their parent's, so a submodule elsewhere cannot forward them) when they fit the submodule's transport (HTTP credentials for
+//! `http(s)://`, the SSH identity for `ssh://`); other submodules are fetched anonymously (or
+//! with the user info of their own URL). HTTP credentials travel as an `Authorization` header,
+//! never in a URL or argv.
 //!
 //! `file://` submodules are only followed when the superproject itself is a `file://` URL: a
 //! remote repository must not be able to copy folders of the machine running the fetch into its
@@ -143,7 +145,11 @@ impl GitSource {
                 ));
             };
             if decl.update.as_deref() == Some("none") {
-                tracing::debug!(url = %self.redacted_url, path = %path, "submodule has update = none: skipped");
+                tracing::debug!(
+                    url = %self.redacted_url,
+                    path = %path,
+                    "submodule has update = none: skipped"
+                );
                 continue;
             }
             let Some(raw_url) = decl.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else {
@@ -251,7 +257,8 @@ impl GitSource {
     }
 }
 
-/// Whether two URLs name the same host and port (scheme defaults applied).
+/// Whether two URLs have the same scheme, host and port (scheme defaults applied): credentials
+/// never follow a submodule to another server, nor from `https` down to `http`.
 fn same_host(a: &str, b: &str) -> bool {
     let parse = |u: &str| {
         let (stripped, _) = super::split_userinfo(u);
@@ -259,7 +266,8 @@ fn same_host(a: &str, b: &str) -> bool {
     };
     match (parse(a), parse(b)) {
         (Some(a), Some(b)) => {
-            a.host().map(str::to_ascii_lowercase) == b.host().map(str::to_ascii_lowercase)
+            a.scheme == b.scheme
+                && a.host().map(str::to_ascii_lowercase) == b.host().map(str::to_ascii_lowercase)
                 && a.host().is_some()
                 && a.port_or_default() == b.port_or_default()
         }
@@ -442,6 +450,10 @@ mod tests {
         assert!(same_host(
             "https://example.com/a.git",
             "https://example.com:443/b.git"
+        ));
+        assert!(!same_host(
+            "https://example.com/a.git",
+            "http://example.com/a.git"
         ));
     }
 
