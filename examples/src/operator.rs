@@ -12,8 +12,8 @@
 //! `--storage-addr`); every `status.artifact.url` is the server's URL of the artifact.
 //!
 //! Reconciles are triggered by spec changes (generation), by `reconcile.fluxcd.io/requestedAt`,
-//! by a new artifact of the referenced source, and by the interval (± jitter) or the backoff
-//! after a failure.
+//! by a new artifact of the referenced source (for a GitRepository also of a GitRepository it
+//! includes), and by the interval (± jitter) or the backoff after a failure.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -192,11 +192,35 @@ async fn source_controller<K: SourceKind>(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(spec_or_request, Default::default());
-    Controller::for_stream(stream, reader)
+    let mut controller = Controller::for_stream(stream, reader.clone());
+    if K::kind(&()) == "GitRepository" {
+        // A new artifact of an included GitRepository rebuilds the ones including it.
+        controller = controller.watches_stream(artifacts::<K>(client), includers::<K>(reader));
+    }
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile_source::<K>, error_policy, ctx.clone())
         .for_each(|_| async {})
         .await
+}
+
+/// Maps a source to the sources of the same kind and namespace whose `spec.include` names it
+/// (GitRepository includes).
+fn includers<K: SourceKind>(
+    sources: reflector::Store<K>,
+) -> impl Fn(K) -> Vec<ObjectRef<K>> + Send + Sync + 'static {
+    move |src: K| {
+        let ns = src.namespace();
+        let name = src.name_any();
+        sources
+            .state()
+            .iter()
+            .filter(|s| {
+                s.namespace() == ns && s.includes().iter().any(|i| i.repository.name == name)
+            })
+            .map(|s| ObjectRef::from_obj(s.as_ref()))
+            .collect()
+    }
 }
 
 /// The sources of kind `K` whose artifact revision changed.

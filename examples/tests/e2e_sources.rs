@@ -479,7 +479,7 @@ async fn git_repository_include_and_submodules() -> Result<()> {
         .create::<GitRepository>(serde_json::json!({
             "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
             "metadata": {"name": "app", "namespace": NS},
-            "spec": {"interval": "1s", "url": format!("file://{}", app.display()),
+            "spec": {"interval": "10m", "url": format!("file://{}", app.display()),
                      "recurseSubmodules": true,
                      "include": [{"repository": {"name": "shared"},
                                   "fromPath": "deploy", "toPath": "vendor/shared"}]}
@@ -532,7 +532,8 @@ async fn git_repository_include_and_submodules() -> Result<()> {
         "kind: Lib\n"
     );
 
-    // A new commit of the included repository alone: a new artifact, same revision string.
+    // A new commit of the included repository alone: a new artifact, same revision string. (The
+    // including repository's interval is 10m: the included one's new artifact triggers it.)
     let shared_commit = commit_files(&shared, &[("deploy/cm.yaml", "v: 2\n")], "v2")?;
     let updated = wait::until(&api, "app", TIMEOUT, "new included artifact", |r| {
         r.status.as_ref().is_some_and(|s| {
