@@ -19,7 +19,8 @@ pub const CRD_MANIFESTS: [&str; 6] = [
 ];
 
 /// `GitRepository.spec`: the source fields are [`gitops_sources::GitRepositorySpec`] (url, ref,
-/// timeout, ignore — the same plain data a program builds by hand), plus what the operator reads.
+/// timeout, ignore, recurseSubmodules — the same plain data a program builds by hand), plus what
+/// the operator reads.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "source.toolkit.fluxcd.io",
@@ -31,7 +32,7 @@ pub const CRD_MANIFESTS: [&str; 6] = [
 #[kube(status = "GitRepositoryStatus", shortname = "gitrepo")]
 #[serde(rename_all = "camelCase")]
 pub struct GitRepositorySpec {
-    /// url, ref, timeout, ignore.
+    /// url, ref, timeout, ignore, recurseSubmodules.
     #[serde(flatten)]
     pub source: gitops_sources::GitRepositorySpec,
     /// Secret with `username`/`password` or `bearerToken`.
@@ -42,6 +43,11 @@ pub struct GitRepositorySpec {
     /// Stop reconciling.
     #[serde(default)]
     pub suspend: bool,
+    /// Flux's `spec.include`: artifacts of other GitRepositories (same namespace) copied into
+    /// this one's (`fromPath` of theirs into `toPath` of this one). The including repository
+    /// waits (Ready=False, `IncludeUnavailable`) until each is Ready with an artifact.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<gitops_sources::git::GitRepositoryInclude>,
 }
 
 /// A reference to an object in the same namespace.
@@ -181,6 +187,10 @@ pub struct SourceStatus {
     /// The ignore rules of the artifact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_ignore: Option<String>,
+    /// GitRepository: the artifacts of `spec.include` the artifact was built with, in
+    /// `spec.include` order (Flux's `status.includedArtifacts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included_artifacts: Vec<Artifact>,
 }
 
 /// `Kustomization.spec`.

@@ -12,8 +12,8 @@
 //! `--storage-addr`); every `status.artifact.url` is the server's URL of the artifact.
 //!
 //! Reconciles are triggered by spec changes (generation), by `reconcile.fluxcd.io/requestedAt`,
-//! by a new artifact of the referenced source, and by the interval (± jitter) or the backoff
-//! after a failure.
+//! by a new artifact of the referenced source (for a GitRepository also of a GitRepository it
+//! includes), and by the interval (± jitter) or the backoff after a failure.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -29,7 +29,7 @@ use gitops_core::status::UnitStatus;
 use gitops_core::{ArtifactKey, ArtifactStore, Fetched, Renderer, Source, Status};
 use gitops_render::KustomizeRenderer;
 use gitops_sources::bucket::{BucketAuth, BucketSource};
-use gitops_sources::git::{GitAuth, GitSource};
+use gitops_sources::git::{GitAuth, GitRepositoryInclude, GitSource, Include};
 use gitops_sources::helm::{HelmAuth, HelmChartSource, HelmChartSourceRef};
 use gitops_sources::oci::{OciAuth, OciSource};
 use gitops_sources::server::{ArtifactServer, ServerError};
@@ -192,11 +192,35 @@ async fn source_controller<K: SourceKind>(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(spec_or_request, Default::default());
-    Controller::for_stream(stream, reader)
+    let mut controller = Controller::for_stream(stream, reader.clone());
+    if K::kind(&()) == "GitRepository" {
+        // A new artifact of an included GitRepository rebuilds the ones including it.
+        controller = controller.watches_stream(artifacts::<K>(client), includers::<K>(reader));
+    }
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile_source::<K>, error_policy, ctx.clone())
         .for_each(|_| async {})
         .await
+}
+
+/// Maps a source to the sources of the same kind and namespace whose `spec.include` names it
+/// (GitRepository includes).
+fn includers<K: SourceKind>(
+    sources: reflector::Store<K>,
+) -> impl Fn(K) -> Vec<ObjectRef<K>> + Send + Sync + 'static {
+    move |src: K| {
+        let ns = src.namespace();
+        let name = src.name_any();
+        sources
+            .state()
+            .iter()
+            .filter(|s| {
+                s.namespace() == ns && s.includes().iter().any(|i| i.repository.name == name)
+            })
+            .map(|s| ObjectRef::from_obj(s.as_ref()))
+            .collect()
+    }
 }
 
 /// The sources of kind `K` whose artifact revision changed.
@@ -357,6 +381,21 @@ pub trait SourceKind:
         secret: Option<&Secret>,
         repository: Option<&HelmRepository>,
     ) -> Result<Box<dyn Source>, (String, bool)>;
+    /// GitRepository's `spec.include` (empty for other kinds).
+    fn includes(&self) -> &[GitRepositoryInclude] {
+        &[]
+    }
+    /// [`SourceKind::source`] with the resolved artifacts of [`SourceKind::includes`] (given in
+    /// the same order; empty when there are none).
+    fn source_with_includes(
+        &self,
+        key: ArtifactKey,
+        secret: Option<&Secret>,
+        repository: Option<&HelmRepository>,
+        _includes: Vec<Include>,
+    ) -> Result<Box<dyn Source>, (String, bool)> {
+        self.source(key, secret, repository)
+    }
 }
 
 /// The value of `key` in a Secret's data.
@@ -406,6 +445,33 @@ impl SourceKind for GitRepository {
         secret: Option<&Secret>,
         _repository: Option<&HelmRepository>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
+        Ok(Box::new(self.git_source(key, secret)?))
+    }
+    fn includes(&self) -> &[GitRepositoryInclude] {
+        &self.spec.include
+    }
+    fn source_with_includes(
+        &self,
+        key: ArtifactKey,
+        secret: Option<&Secret>,
+        _repository: Option<&HelmRepository>,
+        includes: Vec<Include>,
+    ) -> Result<Box<dyn Source>, (String, bool)> {
+        let source = self
+            .git_source(key, secret)?
+            .with_includes(includes)
+            .map_err(|e| (e.to_string(), e.is_retryable()))?;
+        Ok(Box::new(source))
+    }
+}
+
+impl GitRepository {
+    /// The GitSource of the spec and the credentials of the Secret.
+    fn git_source(
+        &self,
+        key: ArtifactKey,
+        secret: Option<&Secret>,
+    ) -> Result<GitSource, (String, bool)> {
         let auth = match secret {
             None => GitAuth::None,
             Some(secret) => {
@@ -439,10 +505,9 @@ impl SourceKind for GitRepository {
                 }
             }
         };
-        // GitSource compares the ignore rules recorded in the last artifact itself.
-        let source = GitSource::new(key, self.spec.source.clone(), auth)
-            .map_err(|e| (e.to_string(), false))?;
-        Ok(Box::new(source))
+        // GitSource compares the ignore rules (and the submodule setting and included
+        // artifacts) recorded in the last artifact itself.
+        GitSource::new(key, self.spec.source.clone(), auth).map_err(|e| (e.to_string(), false))
     }
 }
 
@@ -643,11 +708,37 @@ async fn reconcile_source<K: SourceKind>(
     let key = key_of(src.as_ref());
     let interval = parse_duration(src.interval()).unwrap_or(Duration::from_secs(60));
 
-    let result = fetch_source(src.as_ref(), &kind_name, &ns, &name, &ctx, &old).await;
     let mut conds = UnitStatus {
         conditions: status.conditions.clone(),
         ..UnitStatus::default()
     };
+    // GitRepository includes: wait until each included repository is Ready with an artifact.
+    let includes = match resolve_includes(src.as_ref(), &ns, &ctx).await? {
+        Ok(includes) => includes,
+        Err((why, message)) => {
+            tracing::info!(source = %key, "{message}");
+            condition::set_condition(
+                &mut conds.conditions,
+                INCLUDE_UNAVAILABLE,
+                Status::True,
+                why,
+                message.clone(),
+            );
+            condition::set_condition(
+                &mut conds.conditions,
+                kind::READY,
+                Status::False,
+                INCLUDE_UNAVAILABLE,
+                message,
+            );
+            status.conditions = conds.conditions;
+            patch_status_if_changed(&api, &name, &old, &status).await?;
+            return Ok(Action::requeue(ctx.config.dependency_requeue));
+        }
+    };
+    condition::remove_condition(&mut conds.conditions, INCLUDE_UNAVAILABLE);
+    let included_artifacts: Vec<_> = includes.iter().map(|i| i.artifact.clone()).collect();
+    let result = fetch_source(src.as_ref(), &kind_name, &ns, &name, &ctx, &old, includes).await;
     let next = match result {
         Ok(fetched) => {
             let mut artifact = fetched.artifact().clone();
@@ -670,6 +761,7 @@ async fn reconcile_source<K: SourceKind>(
             }
             status.artifact = Some(artifact);
             status.observed_ignore = src.ignore();
+            status.included_artifacts = included_artifacts;
             ctx.succeeded(&key);
             ctx.config.backoff.jittered(interval)
         }
@@ -697,6 +789,45 @@ async fn reconcile_source<K: SourceKind>(
     Ok(Action::requeue(next))
 }
 
+/// Flux's `IncludeUnavailable`: the condition type (True while an included GitRepository is
+/// missing or has no artifact) and the Ready=False reason meanwhile.
+pub const INCLUDE_UNAVAILABLE: &str = "IncludeUnavailable";
+
+/// The artifacts of a GitRepository's `spec.include`, in order, as source-controller's
+/// `fetchIncludes`: each included GitRepository (same namespace) must exist and be Ready with an
+/// artifact. `Ok(Err((reason, message)))` when one is not (reasons `NotFound`, `NoArtifact`,
+/// Flux's); `Err` when the API fails.
+async fn resolve_includes<K: SourceKind>(
+    src: &K,
+    ns: &str,
+    ctx: &Ctx,
+) -> Result<Result<Vec<Include>, (&'static str, String)>, OperatorError> {
+    let mut out = Vec::new();
+    if src.includes().is_empty() {
+        return Ok(Ok(out));
+    }
+    let repos: Api<GitRepository> = Api::namespaced(ctx.client.clone(), ns);
+    for incl in src.includes() {
+        let name = &incl.repository.name;
+        let Some(repo) = repos.get_opt(name).await? else {
+            let message = format!("could not get resource for include '{name}': not found");
+            return Ok(Err(("NotFound", message)));
+        };
+        let status = repo.status.as_ref();
+        let ready = status
+            .and_then(|s| condition::find_condition(&s.conditions, kind::READY))
+            .is_some_and(|c| c.status == Status::True);
+        match status.and_then(|s| s.artifact.clone()) {
+            Some(artifact) if ready => out.push(Include::from_spec(incl, artifact)),
+            _ => {
+                let message = format!("no artifact available for include '{name}' (not Ready)");
+                return Ok(Err(("NoArtifact", message)));
+            }
+        }
+    }
+    Ok(Ok(out))
+}
+
 async fn fetch_source<K: SourceKind>(
     src: &K,
     kind_name: &str,
@@ -704,6 +835,7 @@ async fn fetch_source<K: SourceKind>(
     name: &str,
     ctx: &Ctx,
     old: &SourceStatus,
+    includes: Vec<Include>,
 ) -> Result<Fetched, (String, bool)> {
     let repository = match src.helm_repository() {
         None => None,
@@ -746,7 +878,7 @@ async fn fetch_source<K: SourceKind>(
         }
     };
     let key = ArtifactKey::new(kind_name, ns, name).map_err(|e| (e.to_string(), false))?;
-    let source = src.source(key, secret.as_ref(), repository.as_ref())?;
+    let source = src.source_with_includes(key, secret.as_ref(), repository.as_ref(), includes)?;
     source
         .fetch(&ctx.store, old.artifact.as_ref())
         .await

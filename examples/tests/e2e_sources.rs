@@ -10,6 +10,10 @@
 //! podinfo`, or `$PODINFO_CHART`) at several versions as `helm package` lays them out, writes a
 //! Helm `index.yaml`, serves the folder with `StaticHttpServer` behind basic authentication, and
 //! has the operator resolve `version: ">=6.0.0"` through a HelmRepository with a `secretRef`.
+//!
+//! The GitRepository test builds repositories with the `git` CLI (`file://` URLs) and checks
+//! `include` (waiting with `IncludeUnavailable`, `status.includedArtifacts`) and
+//! `recurseSubmodules`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,7 +21,7 @@ use std::time::Duration;
 use anyhow::Result;
 use gitops_core::ArtifactStore;
 use gitops_core::condition::{find_condition, is_ready, kind};
-use gitops_examples::crds::{Bucket, HelmChart, Kustomization, OCIRepository};
+use gitops_examples::crds::{Bucket, GitRepository, HelmChart, Kustomization, OCIRepository};
 use gitops_examples::operator::{self, OperatorConfig};
 use gitops_examples::wait;
 use gitops_sources::oci::{OciAuth, push_artifact};
@@ -394,6 +398,159 @@ async fn helm_chart_from_a_helm_repository_with_credentials() -> Result<()> {
         cond.message.contains("'flux-system/missing' not found"),
         "{}",
         cond.message
+    );
+    Ok(())
+}
+
+/// Runs `git` in `dir` without user or system configuration; returns trimmed stdout.
+fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A repository with one commit of `files` (path, content); returns its folder.
+fn repo_with(dir: &Path, name: &str, files: &[(&str, &str)]) -> Result<PathBuf> {
+    let work = dir.join(name);
+    std::fs::create_dir_all(&work)?;
+    git(&work, &["init", "-q", "-b", "master"])?;
+    commit_files(&work, files, "initial")?;
+    Ok(work)
+}
+
+fn commit_files(work: &Path, files: &[(&str, &str)], message: &str) -> Result<String> {
+    for (path, content) in files {
+        let p = work.join(path);
+        std::fs::create_dir_all(p.parent().unwrap())?;
+        std::fs::write(p, content)?;
+    }
+    git(work, &["add", "--ignore-removal", "."])?;
+    git(work, &["commit", "-q", "-m", message])?;
+    git(work, &["rev-parse", "HEAD"])
+}
+
+/// GitRepository `include` and `recurseSubmodules` through the operator: the including repository
+/// waits (Ready=False, `IncludeUnavailable`) until the included one is Ready, then its artifact
+/// has the included folder and the submodule's files, `status.includedArtifacts` records the
+/// included artifact, and a new commit of the included repository alone yields a new artifact
+/// with the same revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_repository_include_and_submodules() -> Result<()> {
+    let world = World::start().await?;
+    let repos = world._tmp.path().join("repos");
+    let lib = repo_with(&repos, "lib", &[("lib.yaml", "kind: Lib\n")])?;
+    let lib_commit = git(&lib, &["rev-parse", "HEAD"])?;
+    let shared = repo_with(&repos, "shared", &[("deploy/cm.yaml", "v: 1\n")])?;
+    let app = repo_with(&repos, "app", &[("app.yaml", "kind: App\n")])?;
+    let lib_url = format!("file://{}", lib.display());
+    git(
+        &app,
+        &["config", "-f", ".gitmodules", "submodule.lib.path", "lib"],
+    )?;
+    git(
+        &app,
+        &["config", "-f", ".gitmodules", "submodule.lib.url", &lib_url],
+    )?;
+    git(
+        &app,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{lib_commit},lib"),
+        ],
+    )?;
+    let app_commit = commit_files(&app, &[], "add the lib submodule")?;
+
+    world
+        .create::<GitRepository>(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": "app", "namespace": NS},
+            "spec": {"interval": "10m", "url": format!("file://{}", app.display()),
+                     "recurseSubmodules": true,
+                     "include": [{"repository": {"name": "shared"},
+                                  "fromPath": "deploy", "toPath": "vendor/shared"}]}
+        }))
+        .await?;
+    let api: Api<GitRepository> = Api::namespaced(world.client(), NS);
+    let waiting = wait::until(&api, "app", TIMEOUT, "IncludeUnavailable", |r| {
+        r.status
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, kind::READY))
+            .is_some_and(|c| c.reason == operator::INCLUDE_UNAVAILABLE)
+    })
+    .await?;
+    let status = waiting.status.unwrap();
+    assert!(status.artifact.is_none());
+    assert_eq!(
+        find_condition(&status.conditions, operator::INCLUDE_UNAVAILABLE)
+            .map(|c| c.reason.as_str()),
+        Some("NotFound")
+    );
+
+    world
+        .create::<GitRepository>(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": "shared", "namespace": NS},
+            "spec": {"interval": "1s", "url": format!("file://{}", shared.display())}
+        }))
+        .await?;
+    let ready = wait::until(&api, "app", TIMEOUT, "GitRepository Ready", |r| {
+        r.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
+    })
+    .await?;
+    let status = ready.status.unwrap();
+    let artifact = status.artifact.clone().unwrap();
+    assert_eq!(
+        artifact.revision.to_string(),
+        format!("master@sha1:{app_commit}")
+    );
+    assert!(find_condition(&status.conditions, operator::INCLUDE_UNAVAILABLE).is_none());
+    assert_eq!(status.included_artifacts.len(), 1);
+    let store = ArtifactStore::new(world._tmp.path().join("artifacts"))?;
+    let out = tempfile::tempdir()?;
+    store.extract(&artifact, out.path())?;
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("vendor/shared/cm.yaml"))?,
+        "v: 1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("lib/lib.yaml"))?,
+        "kind: Lib\n"
+    );
+
+    // A new commit of the included repository alone: a new artifact, same revision string. (The
+    // including repository's interval is 10m: the included one's new artifact triggers it.)
+    let shared_commit = commit_files(&shared, &[("deploy/cm.yaml", "v: 2\n")], "v2")?;
+    let updated = wait::until(&api, "app", TIMEOUT, "new included artifact", |r| {
+        r.status.as_ref().is_some_and(|s| {
+            s.included_artifacts
+                .first()
+                .is_some_and(|a| a.revision.to_string().ends_with(&shared_commit))
+        })
+    })
+    .await?;
+    let new_artifact = updated.status.unwrap().artifact.unwrap();
+    assert_eq!(new_artifact.revision, artifact.revision);
+    assert_ne!(new_artifact.digest, artifact.digest);
+    let out = tempfile::tempdir()?;
+    store.extract(&new_artifact, out.path())?;
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("vendor/shared/cm.yaml"))?,
+        "v: 2\n"
     );
     Ok(())
 }

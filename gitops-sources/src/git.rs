@@ -25,6 +25,19 @@
 //! semver), the full ref for `name` (`refs/pull/1/head@sha1:<hex>`), `sha1:<hex>` for a commit
 //! alone and `<branch>@sha1:<hex>` for a commit with a branch.
 //!
+//! Submodules (`spec.recurseSubmodules`): after the superproject's tree is written, each gitlink
+//! is looked up in the commit's `.gitmodules` (relative URLs resolved against the repository that
+//! records them), the recorded commit is fetched with depth 1 (through gix, like the superproject)
+//! and its tree written at the gitlink's path, recursively. The GitRepository's credentials go to
+//! submodules with the same scheme, host and port only; `file://` submodules are followed only
+//! when the superproject is a `file://` URL. The revision stays the superproject's; a failing
+//! submodule fails the fetch with [`GitError::Submodule`], naming its path and redacted URL.
+//!
+//! Includes (`spec.include`, [`GitSource::with_includes`]): the artifacts of other
+//! GitRepositories are copied into this one's before archiving, as source-controller's
+//! `reconcileInclude`; their revisions and digests are recorded in the metadata
+//! ([`METADATA_INCLUDES`]) and take part in the "unchanged" check.
+//!
 //! gix is blocking: [`Source::fetch`] runs it on tokio's blocking pool and gives up after the
 //! spec's `timeout` (Flux's default 60s), interrupting the pack download.
 
@@ -50,6 +63,14 @@ use serde::{Deserialize, Serialize};
 use crate::semver_range::Range;
 use crate::sourceignore::SourceIgnore;
 use crate::util::{go_duration, install_crypto_provider};
+
+mod include;
+mod submodules;
+
+pub use include::{
+    GitRepositoryInclude, Include, IncludedRepository, METADATA_INCLUDE_PREFIX, METADATA_INCLUDES,
+};
+pub use submodules::METADATA_RECURSE_SUBMODULES;
 
 /// The branch used when the spec names no ref, as Flux's GitRepository (`master`). When the remote
 /// has no `master` branch and no ref was given at all, the remote's `HEAD` (its default branch)
@@ -89,6 +110,10 @@ pub struct GitRepositorySpec {
     /// [`sourceignore`](crate::sourceignore)), as Flux's `spec.ignore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore: Option<String>,
+    /// Check out the submodules too, recursively, at the commits the superproject records
+    /// (Flux's `spec.recurseSubmodules`; see the [module documentation](self)).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recurse_submodules: bool,
 }
 
 impl fmt::Debug for GitRepositorySpec {
@@ -98,6 +123,7 @@ impl fmt::Debug for GitRepositorySpec {
             .field("reference", &self.reference)
             .field("timeout", &self.timeout)
             .field("ignore", &self.ignore)
+            .field("recurse_submodules", &self.recurse_submodules)
             .finish()
     }
 }
@@ -337,12 +363,55 @@ pub enum GitError {
         /// What happened.
         message: String,
     },
+    /// A submodule (with `recurseSubmodules`) could not be resolved, fetched or checked out.
+    /// Retryable when the cause is (network, credentials), terminal when `.gitmodules` is wrong.
+    #[error("git repository {url}: submodule {path} ({submodule_url}): {message}")]
+    Submodule {
+        /// The superproject's URL, redacted.
+        url: String,
+        /// The submodule's path from the superproject's root, `/`-separated.
+        path: String,
+        /// The submodule's URL (resolved when relative), redacted.
+        submodule_url: String,
+        /// What failed, secrets removed.
+        message: String,
+        /// Whether trying again can help.
+        retryable: bool,
+    },
+    /// A `spec.include` entry has an invalid path or name. Terminal.
+    #[error("git repository {url}: invalid {field} {path:?}: {reason}")]
+    InvalidInclude {
+        /// The URL, redacted.
+        url: String,
+        /// The field, e.g. `spec.include[0].toPath`.
+        field: String,
+        /// The value.
+        path: String,
+        /// What is wrong, and which repository the include names.
+        reason: String,
+    },
+    /// An included artifact could not be read or copied (missing from the store, digest
+    /// mismatch, `fromPath` not in it). Retryable: the included repository may produce a new one.
+    #[error("git repository {url}: {reference}: include {name:?}: {message}")]
+    Include {
+        /// The URL, redacted.
+        url: String,
+        /// The reference.
+        reference: String,
+        /// The included repository's name.
+        name: String,
+        /// What failed.
+        message: String,
+    },
 }
 
 impl GitError {
     /// Whether trying again later can help (network, authentication, local I/O), as opposed to
     /// a spec that has to change (URL, reference).
     pub fn is_retryable(&self) -> bool {
+        if let GitError::Submodule { retryable, .. } = self {
+            return *retryable;
+        }
         !matches!(
             self,
             GitError::InvalidUrl { .. }
@@ -350,6 +419,7 @@ impl GitError {
                 | GitError::ReferenceNotFound { .. }
                 | GitError::CommitNotOnBranch { .. }
                 | GitError::HostKeyVerification { .. }
+                | GitError::InvalidInclude { .. }
         )
     }
 }
@@ -421,6 +491,8 @@ pub struct GitSource {
     redacted_url: String,
     reference: String,
     timeout: Duration,
+    /// `spec.include`, validated ([`GitSource::with_includes`]).
+    includes: Vec<include::CheckedInclude>,
 }
 
 impl fmt::Debug for GitSource {
@@ -432,6 +504,11 @@ impl fmt::Debug for GitSource {
             .field("ignore", &self.spec.ignore)
             .field("timeout", &self.timeout)
             .field("auth", &self.auth)
+            .field("recurse_submodules", &self.spec.recurse_submodules)
+            .field(
+                "includes",
+                &self.includes().map(|i| &i.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -518,6 +595,7 @@ impl GitSource {
             redacted_url,
             reference,
             timeout,
+            includes: Vec::new(),
         })
     }
 
@@ -595,6 +673,7 @@ impl GitSource {
             redacted_url,
             reference,
             timeout,
+            includes: Vec::new(),
         })
     }
 
@@ -656,6 +735,8 @@ impl GitSource {
         let repo = self.init_repo(&git_dir, ssh.as_ref())?;
         let target = self.ssh_checked(ssh.as_ref(), self.resolve(&repo))?;
         let ignore_fingerprint = ignore_fingerprint(self.spec.ignore.as_deref());
+        // Submodule setting and included artifacts: a change builds a new artifact.
+        let content_metadata = self.content_metadata();
 
         // Flux's no-op clone: the listing already tells the revision. Exact commits are always
         // fetched (their revision is known without the remote, so the check would prove nothing).
@@ -663,7 +744,11 @@ impl GitSource {
             let revision = self.revision(target.pointer.as_deref(), target.commit);
             let same_ignore =
                 last.metadata.get(METADATA_IGNORE).map(String::as_str) == Some(&ignore_fingerprint);
-            if last.has_revision(&revision) && same_ignore && store.has(last) {
+            if last.has_revision(&revision)
+                && same_ignore
+                && include::same_content_config(last, &content_metadata)
+                && store.has(last)
+            {
                 tracing::debug!(url = %self.redacted_url, %revision, "git revision unchanged");
                 return Ok(Fetched::Unchanged(last.clone()));
             }
@@ -686,9 +771,13 @@ impl GitSource {
                 message,
             }
         })?;
+        if self.spec.recurse_submodules {
+            self.checkout_submodules(&repo, commit_id, &tree_dir, dir.path(), interrupt)?;
+        }
         if interrupt.load(Ordering::Relaxed) {
             return Err(self.timeout_error());
         }
+        self.apply_includes(store, &tree_dir, dir.path())?;
         let rules = SourceIgnore::load(&tree_dir, self.spec.ignore.as_deref()).map_err(|e| {
             GitError::Checkout {
                 url: self.redacted_url.clone(),
@@ -709,6 +798,7 @@ impl GitSource {
             (METADATA_COMMIT_SUBJECT.to_string(), fetched.subject.clone()),
             (METADATA_IGNORE.to_string(), ignore_fingerprint),
         ]);
+        artifact.metadata.extend(content_metadata);
         tracing::info!(
             url = %self.redacted_url,
             revision = %artifact.revision,
@@ -716,6 +806,15 @@ impl GitSource {
             "stored git artifact"
         );
         Ok(Fetched::New(artifact))
+    }
+
+    /// Metadata recording the submodule setting and the included artifacts.
+    fn content_metadata(&self) -> BTreeMap<String, String> {
+        let mut out = self.include_metadata();
+        if self.spec.recurse_submodules {
+            out.insert(METADATA_RECURSE_SUBMODULES.to_string(), "true".to_string());
+        }
+        out
     }
 
     fn scratch_dir(&self) -> Result<tempfile::TempDir, GitError> {

@@ -356,6 +356,7 @@ async fn spec_ignore_replaces_the_defaults_and_overrules_sourceignore() {
         reference: None,
         timeout: None,
         ignore: Some("!secret/\n*.md\n".into()),
+        ..Default::default()
     };
     let src = GitSource::new(key("demo"), spec, GitAuth::None).unwrap();
     let a = src.fetch(&store, None).await.unwrap();

@@ -236,6 +236,7 @@ async fn reconcile(args: ReconcileArgs) -> Result<()> {
         }),
         timeout: Some(Duration::from_secs(60)),
         ignore: None,
+        ..Default::default()
     };
     let source = GitSource::new(
         ArtifactKey::new("GitRepository", &args.namespace, &args.name)?,

@@ -201,6 +201,7 @@ pub fn source(url: &str, reference: Option<GitReference>, auth: GitAuth) -> GitS
         reference,
         timeout: Some(Duration::from_secs(30)),
         ignore: None,
+        ..Default::default()
     };
     GitSource::new(key("demo"), spec, auth).unwrap()
 }
