@@ -3,11 +3,9 @@
 //! wrong credentials (with moto's IAM-like access control switched on) and a bucket listing
 //! thousands of keys.
 //!
-//! moto checks request signatures only once "auth enforcement" is on: `POST
-//! /moto-api/reset-auth` with a number N lets the next N requests through unchecked, after which
-//! only access keys created through its IAM API are accepted (a wrong secret gets
-//! `SignatureDoesNotMatch`, an unknown key `InvalidAccessKeyId`). The test uses those N requests
-//! to create a user, give it `s3:*` and create its access key.
+//! moto checks request signatures when started by `S3Server::start_with_auth` (its
+//! `INITIAL_NO_AUTH_ACTION_COUNT`): only the IAM access key that helper creates is accepted
+//! afterwards (a wrong secret gets `SignatureDoesNotMatch`, an unknown key `InvalidAccessKeyId`).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -67,95 +65,15 @@ fn only_last_kept(store: &ArtifactStore, last: &Artifact) {
     assert_eq!(artifact_files(store), BTreeSet::from([last.path.clone()]));
 }
 
-/// One HTTP/1.1 request to moto with `Connection: close`; returns status and body.
-async fn http(s3: &S3Server, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
-    let addr = s3.url().trim_start_matches("http://").to_string();
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn xml_value(xml: &str, tag: &str) -> String {
-    let open = format!("<{tag}>");
-    let start = xml
-        .find(&open)
-        .unwrap_or_else(|| panic!("no {tag} in {xml}"))
-        + open.len();
-    let end = start + xml[start..].find(&format!("</{tag}>")).unwrap();
-    xml[start..end].to_string()
-}
-
-/// Switches moto's access control on and returns the only access key it then accepts
-/// (`s3:*` for an IAM user `flux`).
-async fn enforce_auth(s3: &S3Server) -> (String, String) {
-    let (status, body) = http(
-        s3,
-        "POST",
-        "/moto-api/reset-auth",
-        "Content-Type: text/plain\r\n",
-        "3",
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    // Unchecked (3 requests left), so any signature will do; the credential scope names IAM.
-    let iam = "Authorization: AWS4-HMAC-SHA256 Credential=x/20200101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Type: application/x-www-form-urlencoded\r\n";
-    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
-    for body in [
-        "Action=CreateUser&UserName=flux&Version=2010-05-08".to_string(),
-        format!(
-            "Action=PutUserPolicy&UserName=flux&PolicyName=s3&PolicyDocument={}&Version=2010-05-08",
-            form_encode(policy)
-        ),
-    ] {
-        let (status, text) = http(s3, "POST", "/", iam, &body).await;
-        assert_eq!(status, 200, "{text}");
-    }
-    let (status, text) = http(
-        s3,
-        "POST",
-        "/",
-        iam,
-        "Action=CreateAccessKey&UserName=flux&Version=2010-05-08",
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
-    (
-        xml_value(&text, "AccessKeyId"),
-        xml_value(&text, "SecretAccessKey"),
-    )
-}
-
 #[tokio::test]
 async fn wrong_credentials_are_refused_without_printing_the_secret() {
-    let s3 = S3Server::start().await.expect("starting moto_server");
+    // Two unchecked calls left for the set-up below, then every request must be signed.
+    let (s3, key) = S3Server::start_with_auth(2)
+        .await
+        .expect("starting moto_server with auth");
     s3.create_bucket(BUCKET).await.unwrap();
     s3.put_object(BUCKET, "a.yaml", b"a: 1\n").await.unwrap();
-    let (id, secret) = enforce_auth(&s3).await;
+    let (id, secret) = (key.id, key.secret);
     let tmp = tempfile::tempdir().unwrap();
     let store = ArtifactStore::new(tmp.path().join("store")).unwrap();
 

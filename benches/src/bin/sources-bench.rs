@@ -81,7 +81,7 @@ fn main() -> Result<()> {
                 ..GitReference::default()
             }),
             timeout: Some(Duration::from_secs(600)),
-            ignore: None,
+            ..GitRepositorySpec::default()
         },
         GitAuth::None,
     )?;
