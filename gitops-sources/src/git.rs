@@ -17,6 +17,8 @@
 //! `known_hosts` of [`GitAuth::Ssh`], written to a private temporary folder for the duration of
 //! one fetch; the host key is always verified (`StrictHostKeyChecking=yes`), nothing of the
 //! user's or system's SSH configuration is read, and nothing prompts.
+//! HTTPS remotes are verified against the system's roots plus, when given, the CA certificates
+//! of [`GitSource::with_ca_certificate`] (Flux's `ca.crt` secret key), on rustls with ring.
 //! Protocol v2 is requested explicitly (`protocol.version=2`): with v0/v1 servers gix may fetch
 //! more than asked, so after a depth-1 fetch the repository is checked with `is_shallow()` and a
 //! warning is logged when it is not.
@@ -32,8 +34,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -184,6 +186,26 @@ impl fmt::Debug for GitAuth {
     }
 }
 
+/// When `e` is rustls refusing the server's certificate: what it said (`invalid peer
+/// certificate: UnknownIssuer`). The rustls error is looked for in the chain (also inside
+/// `io::Error`s, whose `source()` skips it), else its text in the already scrubbed `message`.
+fn certificate_problem(e: &gix::Error, message: &str) -> Option<String> {
+    const MARKER: &str = "invalid peer certificate";
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        let rustls_error = c.downcast_ref::<rustls::Error>().or_else(|| {
+            c.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(r @ rustls::Error::InvalidCertificate(_)) = rustls_error {
+            return Some(r.to_string());
+        }
+        cause = c.source();
+    }
+    message.find(MARKER).map(|i| message[i..].to_string())
+}
+
 impl GitAuth {
     /// The `Authorization` header line, if any.
     fn header(&self) -> Option<String> {
@@ -283,6 +305,31 @@ pub enum GitError {
         /// What ssh reported (which host, which key type).
         message: String,
     },
+    /// The CA certificate given with [`GitSource::with_ca_certificate`] (Flux's `ca.crt`) is not
+    /// PEM, holds no certificate, or a certificate in it cannot be parsed. Terminal: the secret
+    /// has to change.
+    #[error("git repository {url}: invalid CA certificate (ca.crt): {reason}")]
+    InvalidCaCertificate {
+        /// The URL, redacted.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The HTTPS server's certificate was not accepted: it is not signed by a trusted CA (the
+    /// system's roots and the configured `ca.crt`), is for another host, or has expired.
+    /// Retryable, like every fetch failure Flux retries at the next interval: the server's
+    /// certificate may be renewed, or the secret fixed, without a change of the spec.
+    #[error(
+        "git repository {url}: {reference}: TLS certificate verification failed: {message} (is the server's CA in the secret's ca.crt?)"
+    )]
+    Certificate {
+        /// The URL, redacted.
+        url: String,
+        /// The reference.
+        reference: String,
+        /// What the TLS library reported, secrets removed.
+        message: String,
+    },
     /// A network or protocol failure while `operation` (listing refs, fetching). Retryable.
     #[error("git repository {url}: {reference}: {operation}: {message}")]
     Remote {
@@ -350,6 +397,7 @@ impl GitError {
                 | GitError::ReferenceNotFound { .. }
                 | GitError::CommitNotOnBranch { .. }
                 | GitError::HostKeyVerification { .. }
+                | GitError::InvalidCaCertificate { .. }
         )
     }
 }
@@ -421,6 +469,8 @@ pub struct GitSource {
     redacted_url: String,
     reference: String,
     timeout: Duration,
+    /// Extra trusted roots for HTTPS (Flux's `ca.crt`), DER; empty for none.
+    ca_certificates: Vec<reqwest::Certificate>,
 }
 
 impl fmt::Debug for GitSource {
@@ -432,6 +482,7 @@ impl fmt::Debug for GitSource {
             .field("ignore", &self.spec.ignore)
             .field("timeout", &self.timeout)
             .field("auth", &self.auth)
+            .field("ca_certificates", &self.ca_certificates.len())
             .finish()
     }
 }
@@ -518,6 +569,7 @@ impl GitSource {
             redacted_url,
             reference,
             timeout,
+            ca_certificates: Vec::new(),
         })
     }
 
@@ -595,7 +647,49 @@ impl GitSource {
             redacted_url,
             reference,
             timeout,
+            ca_certificates: Vec::new(),
         })
+    }
+
+    /// Trusts the PEM certificates in `pem` (one or more `-----BEGIN CERTIFICATE-----` blocks:
+    /// the `ca.crt` key of a GitRepository's `secretRef`, or the deprecated `caFile`) for HTTPS
+    /// remotes, besides the system's roots, as Flux's Git client appends them to the system pool.
+    /// Ignored for other transports. Calling it again replaces the previous certificates.
+    ///
+    /// Errors: [`GitError::InvalidCaCertificate`] (terminal, names the repository) when `pem`
+    /// holds no certificate, is not valid PEM, or a certificate cannot be parsed.
+    pub fn with_ca_certificate(mut self, pem: &[u8]) -> Result<GitSource, GitError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+
+        let invalid = |reason: String| GitError::InvalidCaCertificate {
+            url: self.redacted_url.clone(),
+            reason,
+        };
+        let mut certificates = Vec::new();
+        for (i, der) in CertificateDer::pem_slice_iter(pem).enumerate() {
+            let der = der.map_err(|e| invalid(format!("certificate {}: {e}", i + 1)))?;
+            // Parsed as a trust anchor here, so that a bad certificate is reported now and not
+            // as a failure to build the HTTP client in the middle of a fetch.
+            rustls::RootCertStore::empty()
+                .add(der.clone())
+                .map_err(|e| invalid(format!("certificate {}: {e}", i + 1)))?;
+            let certificate = reqwest::Certificate::from_der(&der)
+                .map_err(|e| invalid(format!("certificate {}: {e}", i + 1)))?;
+            certificates.push(certificate);
+        }
+        if certificates.is_empty() {
+            return Err(invalid(
+                "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".to_string(),
+            ));
+        }
+        self.ca_certificates = certificates;
+        Ok(self)
+    }
+
+    /// How many CA certificates [`GitSource::with_ca_certificate`] added (0 without).
+    pub fn ca_certificate_count(&self) -> usize {
+        self.ca_certificates.len()
     }
 
     /// The store key artifacts are written under.
@@ -1021,6 +1115,17 @@ impl GitSource {
             if let Some(h) = self.auth.header() {
                 options.extra_headers.push(h);
             }
+            if !self.ca_certificates.is_empty() && lower.starts_with("https://") {
+                use gix::protocol::transport::client::blocking_io::http::reqwest::Options as Backend;
+                let certificates = self.ca_certificates.clone();
+                let backend = Backend {
+                    configure_client: Some(Box::new(move |builder| {
+                        Ok(builder.tls_certs_merge(certificates.iter().cloned()))
+                    })),
+                    configure_request: None,
+                };
+                options.backend = Some(Arc::new(Mutex::new(backend)));
+            }
             connection = connection.with_transport_options(Box::new(options));
         }
         connection
@@ -1152,6 +1257,13 @@ impl GitSource {
         auth_asked: &AtomicBool,
     ) -> GitError {
         let message = self.chain(e);
+        if let Some(problem) = certificate_problem(e, &message) {
+            return GitError::Certificate {
+                url: self.redacted_url.clone(),
+                reference: self.reference.clone(),
+                message: problem,
+            };
+        }
         if auth_asked.load(Ordering::Relaxed) || e.is_unauthenticated() {
             // gix's own text here is about credential helpers, which this source does not use.
             let message = if self.auth == GitAuth::None {
