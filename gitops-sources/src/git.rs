@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::semver_range::Range;
 use crate::sourceignore::SourceIgnore;
-use crate::util::{go_duration, install_crypto_provider};
+use crate::util::{certificate_problem, go_duration, install_crypto_provider};
 
 /// The branch used when the spec names no ref, as Flux's GitRepository (`master`). When the remote
 /// has no `master` branch and no ref was given at all, the remote's `HEAD` (its default branch)
@@ -184,26 +184,6 @@ impl fmt::Debug for GitAuth {
                 .finish(),
         }
     }
-}
-
-/// When `e` is rustls refusing the server's certificate: what it said (`invalid peer
-/// certificate: UnknownIssuer`). The rustls error is looked for in the chain (also inside
-/// `io::Error`s, whose `source()` skips it), else its text in the already scrubbed `message`.
-fn certificate_problem(e: &gix::Error, message: &str) -> Option<String> {
-    const MARKER: &str = "invalid peer certificate";
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        let rustls_error = c.downcast_ref::<rustls::Error>().or_else(|| {
-            c.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(r @ rustls::Error::InvalidCertificate(_)) = rustls_error {
-            return Some(r.to_string());
-        }
-        cause = c.source();
-    }
-    message.find(MARKER).map(|i| message[i..].to_string())
 }
 
 impl GitAuth {
