@@ -414,6 +414,13 @@ fn secret_value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
         })
 }
 
+/// The CA certificate(s) trusted for HTTPS, as Flux reads them from a source's Secret: `ca.crt`,
+/// else the deprecated `caFile`.
+fn secret_ca(secret: Option<&Secret>) -> Option<Vec<u8>> {
+    let secret = secret?;
+    secret_value(secret, "ca.crt").or_else(|| secret_value(secret, "caFile"))
+}
+
 fn secret_name_of(secret: &Secret) -> String {
     format!(
         "{}/{}",
@@ -479,7 +486,7 @@ impl GitRepository {
                     secret_value(secret, k).map(|v| String::from_utf8_lossy(&v).into_owned())
                 };
                 // Flux's keys: `identity` + `known_hosts` for ssh:// URLs, else `bearerToken`,
-                // else `username` + `password`.
+                // else `username` + `password`; `ca.crt` (or `caFile`) adds a CA for HTTPS.
                 match (get("identity"), get("known_hosts")) {
                     (Some(identity), Some(known_hosts)) => GitAuth::Ssh {
                         identity,
@@ -491,6 +498,8 @@ impl GitRepository {
                         (None, Some(username), Some(password)) => {
                             GitAuth::Basic { username, password }
                         }
+                        // A secret with only a CA certificate: anonymous HTTPS.
+                        _ if secret_ca(Some(secret)).is_some() => GitAuth::None,
                         _ => {
                             return Err((
                                 format!(
@@ -507,7 +516,14 @@ impl GitRepository {
         };
         // GitSource compares the ignore rules (and the submodule setting and included
         // artifacts) recorded in the last artifact itself.
-        GitSource::new(key, self.spec.source.clone(), auth).map_err(|e| (e.to_string(), false))
+        let mut source = GitSource::new(key, self.spec.source.clone(), auth)
+            .map_err(|e| (e.to_string(), false))?;
+        if let Some(ca) = secret_ca(secret) {
+            source = source
+                .with_ca_certificate(&ca)
+                .map_err(|e| (e.to_string(), e.is_retryable()))?;
+        }
+        Ok(Box::new(source))
     }
 }
 
@@ -666,6 +682,8 @@ impl SourceKind for HelmChart {
                 };
                 match (get("username"), get("password")) {
                     (Some(user), Some(pass)) => HelmAuth::Basic { user, pass },
+                    // A secret with only a CA certificate: anonymous HTTPS.
+                    _ if secret_ca(Some(secret)).is_some() => HelmAuth::None,
                     _ => {
                         return Err((
                             format!(
@@ -678,13 +696,18 @@ impl SourceKind for HelmChart {
                 }
             }
         };
-        let source = HelmChartSource::new(
+        let mut source = HelmChartSource::new(
             key,
             repository.spec.source.clone(),
             self.spec.source.clone(),
             auth,
         )
         .map_err(|e| (e.to_string(), false))?;
+        if let Some(ca) = secret_ca(secret) {
+            source = source
+                .with_ca_bundle(&ca)
+                .map_err(|e| (e.to_string(), e.is_retryable()))?;
+        }
         Ok(Box::new(source))
     }
 }

@@ -1,6 +1,7 @@
 //! End to end, against real components: a kube-apiserver + etcd + kube-controller-manager from
 //! `KUBEBUILDER_ASSETS` with the node simulator, a Git repository served by `git http-backend`
-//! over smart HTTP, and the operator reconciling Flux's GitRepository and Kustomization.
+//! over smart HTTPS (a throwaway `TestCa`, given to the GitRepository as the deprecated `caFile`
+//! key of its `secretRef`), and the operator reconciling Flux's GitRepository and Kustomization.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use gitops_examples::crds::{GitRepository, Kustomization};
 use gitops_examples::gitrepo::LocalRepo;
 use gitops_examples::operator::{self, OperatorConfig, REQUESTED_AT};
 use gitops_examples::wait;
-use gitops_testenv::{GitHttpServer, TestEnv};
+use gitops_testenv::{GitHttpServer, TestCa, TestEnv};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{
@@ -29,6 +30,7 @@ fn fixtures() -> PathBuf {
 struct World {
     env: TestEnv,
     _git: GitHttpServer,
+    ca: TestCa,
     repo: LocalRepo,
     url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -42,7 +44,8 @@ impl World {
         let env = TestEnv::start().await?;
         let tmp = tempfile::tempdir()?;
         let repo = LocalRepo::create(tmp.path(), "fleet", content, subdir)?;
-        let git = GitHttpServer::start(&repo.repos_root).await?;
+        let ca = TestCa::new()?;
+        let git = GitHttpServer::start_tls(&repo.repos_root, &ca).await?;
         let url = format!("{}/fleet.git", git.url());
         gitops_examples::crds::install_crds(&env.client()).await?;
         let store = ArtifactStore::new(tmp.path().join("artifacts"))?;
@@ -57,6 +60,7 @@ impl World {
         Ok(World {
             env,
             _git: git,
+            ca,
             repo,
             url,
             stop: Some(stop),
@@ -78,6 +82,17 @@ impl World {
                 &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?,
             )
             .await?;
+        // Only a CA: anonymous access over HTTPS.
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(self.client(), ns);
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": "fleet-ca", "namespace": ns},
+                    "stringData": {"caFile": self.ca.ca_pem()}
+                }))?,
+            )
+            .await?;
         let repos: Api<GitRepository> = Api::namespaced(self.client(), ns);
         repos
             .create(
@@ -85,7 +100,8 @@ impl World {
                 &serde_json::from_value(serde_json::json!({
                     "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
                     "metadata": {"name": "fleet", "namespace": ns},
-                    "spec": {"url": self.url, "ref": {"branch": "main"}, "interval": "10m", "timeout": "20s"}
+                    "spec": {"url": self.url, "ref": {"branch": "main"}, "interval": "10m", "timeout": "20s",
+                             "secretRef": {"name": "fleet-ca"}}
                 }))?,
             )
             .await?;

@@ -8,8 +8,9 @@
 //!
 //! The HelmChart test packages the real podinfo chart (`/work/shared/fixtures/podinfo/charts/
 //! podinfo`, or `$PODINFO_CHART`) at several versions as `helm package` lays them out, writes a
-//! Helm `index.yaml`, serves the folder with `StaticHttpServer` behind basic authentication, and
-//! has the operator resolve `version: ">=6.0.0"` through a HelmRepository with a `secretRef`.
+//! Helm `index.yaml`, serves the folder with `StaticHttpServer` over HTTPS (a throwaway
+//! `TestCa`) behind basic authentication, and has the operator resolve `version: ">=6.0.0"`
+//! through a HelmRepository whose `secretRef` holds the credentials and the CA (`ca.crt`).
 //!
 //! The GitRepository test builds repositories with the `git` CLI (`file://` URLs) and checks
 //! `include` (waiting with `IncludeUnavailable`, `status.includedArtifacts`) and
@@ -26,7 +27,7 @@ use gitops_examples::operator::{self, OperatorConfig};
 use gitops_examples::wait;
 use gitops_sources::oci::{OciAuth, push_artifact};
 use gitops_sources::server::{FetchLimits, fetch_artifact};
-use gitops_testenv::{OciRegistry, S3Server, StaticHttpServer, TestEnv};
+use gitops_testenv::{OciRegistry, S3Server, StaticHttpServer, TestCa, TestEnv};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use kube::api::{Api, PostParams};
@@ -323,12 +324,15 @@ async fn helm_chart_from_a_helm_repository_with_credentials() -> Result<()> {
     let w = World::start().await?;
     let repo_dir = tempfile::tempdir()?;
     write_chart_repo(repo_dir.path(), &["5.2.0", "6.0.0", "6.1.3", "7.0.0-rc.1"])?;
-    let http = StaticHttpServer::start_with_basic_auth(repo_dir.path(), "helm", "s3cret").await?;
+    let ca = TestCa::new()?;
+    let http =
+        StaticHttpServer::start_tls_with_basic_auth(repo_dir.path(), &ca, "helm", "s3cret").await?;
+    assert!(http.url().starts_with("https://"));
 
     w.create::<Secret>(serde_json::json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "helm-auth", "namespace": NS},
-        "stringData": {"username": "helm", "password": "s3cret"}
+        "stringData": {"username": "helm", "password": "s3cret", "ca.crt": ca.ca_pem()}
     }))
     .await?;
     w.create::<gitops_examples::crds::HelmRepository>(serde_json::json!({

@@ -17,6 +17,8 @@
 //! `known_hosts` of [`GitAuth::Ssh`], written to a private temporary folder for the duration of
 //! one fetch; the host key is always verified (`StrictHostKeyChecking=yes`), nothing of the
 //! user's or system's SSH configuration is read, and nothing prompts.
+//! HTTPS remotes are verified against the system's roots plus, when given, the CA certificates
+//! of [`GitSource::with_ca_certificate`] (Flux's `ca.crt` secret key), on rustls with ring.
 //! Protocol v2 is requested explicitly (`protocol.version=2`): with v0/v1 servers gix may fetch
 //! more than asked, so after a depth-1 fetch the repository is checked with `is_shallow()` and a
 //! warning is logged when it is not.
@@ -45,8 +47,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -62,7 +64,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::semver_range::Range;
 use crate::sourceignore::SourceIgnore;
-use crate::util::{go_duration, install_crypto_provider};
+use crate::util::{certificate_problem, go_duration, install_crypto_provider};
 
 mod include;
 mod submodules;
@@ -309,6 +311,31 @@ pub enum GitError {
         /// What ssh reported (which host, which key type).
         message: String,
     },
+    /// The CA certificate given with [`GitSource::with_ca_certificate`] (Flux's `ca.crt`) is not
+    /// PEM, holds no certificate, or a certificate in it cannot be parsed. Terminal: the secret
+    /// has to change.
+    #[error("git repository {url}: invalid CA certificate (ca.crt): {reason}")]
+    InvalidCaCertificate {
+        /// The URL, redacted.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The HTTPS server's certificate was not accepted: it is not signed by a trusted CA (the
+    /// system's roots and the configured `ca.crt`), is for another host, or has expired.
+    /// Retryable, like every fetch failure Flux retries at the next interval: the server's
+    /// certificate may be renewed, or the secret fixed, without a change of the spec.
+    #[error(
+        "git repository {url}: {reference}: TLS certificate verification failed: {message} (is the server's CA in the secret's ca.crt?)"
+    )]
+    Certificate {
+        /// The URL, redacted.
+        url: String,
+        /// The reference.
+        reference: String,
+        /// What the TLS library reported, secrets removed.
+        message: String,
+    },
     /// A network or protocol failure while `operation` (listing refs, fetching). Retryable.
     #[error("git repository {url}: {reference}: {operation}: {message}")]
     Remote {
@@ -420,6 +447,7 @@ impl GitError {
                 | GitError::CommitNotOnBranch { .. }
                 | GitError::HostKeyVerification { .. }
                 | GitError::InvalidInclude { .. }
+                | GitError::InvalidCaCertificate { .. }
         )
     }
 }
@@ -493,6 +521,8 @@ pub struct GitSource {
     timeout: Duration,
     /// `spec.include`, validated ([`GitSource::with_includes`]).
     includes: Vec<include::CheckedInclude>,
+    /// Extra trusted roots for HTTPS (Flux's `ca.crt`), DER; empty for none.
+    ca_certificates: Vec<reqwest::Certificate>,
 }
 
 impl fmt::Debug for GitSource {
@@ -509,6 +539,7 @@ impl fmt::Debug for GitSource {
                 "includes",
                 &self.includes().map(|i| &i.name).collect::<Vec<_>>(),
             )
+            .field("ca_certificates", &self.ca_certificates.len())
             .finish()
     }
 }
@@ -596,6 +627,7 @@ impl GitSource {
             reference,
             timeout,
             includes: Vec::new(),
+            ca_certificates: Vec::new(),
         })
     }
 
@@ -674,7 +706,49 @@ impl GitSource {
             reference,
             timeout,
             includes: Vec::new(),
+            ca_certificates: Vec::new(),
         })
+    }
+
+    /// Trusts the PEM certificates in `pem` (one or more `-----BEGIN CERTIFICATE-----` blocks:
+    /// the `ca.crt` key of a GitRepository's `secretRef`, or the deprecated `caFile`) for HTTPS
+    /// remotes, besides the system's roots, as Flux's Git client appends them to the system pool.
+    /// Ignored for other transports. Calling it again replaces the previous certificates.
+    ///
+    /// Errors: [`GitError::InvalidCaCertificate`] (terminal, names the repository) when `pem`
+    /// holds no certificate, is not valid PEM, or a certificate cannot be parsed.
+    pub fn with_ca_certificate(mut self, pem: &[u8]) -> Result<GitSource, GitError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+
+        let invalid = |reason: String| GitError::InvalidCaCertificate {
+            url: self.redacted_url.clone(),
+            reason,
+        };
+        let mut certificates = Vec::new();
+        for (i, der) in CertificateDer::pem_slice_iter(pem).enumerate() {
+            let der = der.map_err(|e| invalid(format!("certificate {}: {e}", i + 1)))?;
+            // Parsed as a trust anchor here, so that a bad certificate is reported now and not
+            // as a failure to build the HTTP client in the middle of a fetch.
+            rustls::RootCertStore::empty()
+                .add(der.clone())
+                .map_err(|e| invalid(format!("certificate {}: {e}", i + 1)))?;
+            let certificate = reqwest::Certificate::from_der(&der)
+                .map_err(|e| invalid(format!("certificate {}: {e}", i + 1)))?;
+            certificates.push(certificate);
+        }
+        if certificates.is_empty() {
+            return Err(invalid(
+                "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".to_string(),
+            ));
+        }
+        self.ca_certificates = certificates;
+        Ok(self)
+    }
+
+    /// How many CA certificates [`GitSource::with_ca_certificate`] added (0 without).
+    pub fn ca_certificate_count(&self) -> usize {
+        self.ca_certificates.len()
     }
 
     /// The store key artifacts are written under.
@@ -1120,6 +1194,17 @@ impl GitSource {
             if let Some(h) = self.auth.header() {
                 options.extra_headers.push(h);
             }
+            if !self.ca_certificates.is_empty() && lower.starts_with("https://") {
+                use gix::protocol::transport::client::blocking_io::http::reqwest::Options as Backend;
+                let certificates = self.ca_certificates.clone();
+                let backend = Backend {
+                    configure_client: Some(Box::new(move |builder| {
+                        Ok(builder.tls_certs_merge(certificates.iter().cloned()))
+                    })),
+                    configure_request: None,
+                };
+                options.backend = Some(Arc::new(Mutex::new(backend)));
+            }
             connection = connection.with_transport_options(Box::new(options));
         }
         connection
@@ -1251,6 +1336,13 @@ impl GitSource {
         auth_asked: &AtomicBool,
     ) -> GitError {
         let message = self.chain(e);
+        if let Some(problem) = certificate_problem(e, &message) {
+            return GitError::Certificate {
+                url: self.redacted_url.clone(),
+                reference: self.reference.clone(),
+                message: problem,
+            };
+        }
         if auth_asked.load(Ordering::Relaxed) || e.is_unauthenticated() {
             // gix's own text here is about credential helpers, which this source does not use.
             let message = if self.auth == GitAuth::None {

@@ -49,7 +49,7 @@ use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
 use crate::semver_range::{Range, parse_version};
-use crate::util::{error_chain, go_duration, install_crypto_provider};
+use crate::util::{certificate_problem, error_chain, go_duration, install_crypto_provider};
 
 /// Flux's default `spec.timeout` of a HelmRepository: the limit for one fetch.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -168,6 +168,21 @@ pub enum HelmError {
         /// e.g. `downloading the index`.
         operation: &'static str,
         /// The error chain or the status.
+        message: String,
+    },
+    /// The HTTPS server's certificate was not accepted: not signed by a trusted CA (the system's
+    /// roots and the [`HelmChartSource::with_ca_bundle`] certificates), for another host, or
+    /// expired. Retryable, like every fetch failure Flux retries at the next interval: the
+    /// server's certificate may be renewed, or the secret fixed, without a change of the spec.
+    #[error(
+        "helm repository {url}: {operation}: TLS certificate verification failed: {message} (is the server's CA in the secret's ca.crt?)"
+    )]
+    Certificate {
+        /// The URL requested.
+        url: String,
+        /// e.g. `downloading the index`.
+        operation: &'static str,
+        /// What the TLS library reported.
         message: String,
     },
     /// The server answered 401 or 403. Retryable (the secret may be fixed without changing the
@@ -296,6 +311,7 @@ impl HelmError {
         matches!(
             self,
             HelmError::Unavailable { .. }
+                | HelmError::Certificate { .. }
                 | HelmError::Unauthorized { .. }
                 | HelmError::Timeout { .. }
                 | HelmError::Local { .. }
@@ -433,18 +449,38 @@ impl HelmChartSource {
         })
     }
 
-    /// Trusts the PEM certificates in `pem` (Flux's `certSecretRef` `ca.crt`) besides the
-    /// built-in roots for HTTPS.
+    /// Trusts the PEM certificates in `pem` (one or more `-----BEGIN CERTIFICATE-----` blocks:
+    /// the `ca.crt` key of the HelmRepository's `certSecretRef`, or of its deprecated
+    /// `secretRef`, also as `caFile`) for HTTPS, besides the system's roots, as Flux appends
+    /// them to the system pool. Calling it again replaces the previous certificates.
+    ///
+    /// Errors: [`HelmError::InvalidSpec`] (terminal, naming the repository URL) when `pem` holds
+    /// no certificate, is not valid PEM, or a certificate cannot be parsed.
     pub fn with_ca_bundle(mut self, pem: &[u8]) -> Result<Self, HelmError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+
         let invalid = |reason: String| HelmError::InvalidSpec {
             chart: self.chart.chart.clone(),
-            what: "CA bundle".to_string(),
+            what: format!("CA bundle (ca.crt) for {}", redact(&self.base)),
             reason,
         };
-        let certs =
-            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| invalid(e.to_string()))?;
+        let mut certs = Vec::new();
+        for (i, der) in CertificateDer::pem_slice_iter(pem).enumerate() {
+            let der = der.map_err(|e| invalid(format!("certificate {}: {e}", i + 1)))?;
+            // Parsed as a trust anchor now, not first when the client is built.
+            rustls::RootCertStore::empty()
+                .add(der.clone())
+                .map_err(|e| invalid(format!("certificate {}: {e}", i + 1)))?;
+            certs.push(
+                reqwest::Certificate::from_der(&der)
+                    .map_err(|e| invalid(format!("certificate {}: {e}", i + 1)))?,
+            );
+        }
         if certs.is_empty() {
-            return Err(invalid("no PEM certificate in it".to_string()));
+            return Err(invalid(
+                "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".to_string(),
+            ));
         }
         self.client = build_client(self.timeout, certs).map_err(invalid)?;
         Ok(self)
@@ -508,10 +544,20 @@ impl HelmChartSource {
         operation: &'static str,
     ) -> Result<Vec<u8>, HelmError> {
         let shown = redact(url);
-        let unavailable = |e: reqwest::Error| HelmError::Unavailable {
-            url: shown.clone(),
-            operation,
-            message: error_chain(&e),
+        let unavailable = |e: reqwest::Error| {
+            let message = error_chain(&e);
+            match certificate_problem(&e, &message) {
+                Some(problem) => HelmError::Certificate {
+                    url: shown.clone(),
+                    operation,
+                    message: problem,
+                },
+                None => HelmError::Unavailable {
+                    url: shown.clone(),
+                    operation,
+                    message,
+                },
+            }
         };
         let mut req = self.client.get(url.clone());
         if let HelmAuth::Basic { user, pass } = &self.auth

@@ -1,5 +1,5 @@
 //! Small pieces the sources share: Flux's `timeout` as a Go duration string, the rustls crypto
-//! provider, error chains for messages.
+//! provider, error chains for messages, telling TLS certificate failures apart.
 
 /// Serde for `Option<Duration>` as a Go duration string (`60s`, `1m30s`), as Kubernetes objects
 /// carry Flux's `timeout`.
@@ -49,4 +49,29 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     out
+}
+
+/// When `e` is (caused by) rustls refusing the server's certificate: what rustls said
+/// (`invalid peer certificate: UnknownIssuer`). The rustls error is looked for in the chain, also
+/// inside `io::Error`s (whose `source()` skips their inner error), else its text in `message`
+/// (the already scrubbed chain).
+#[cfg(any(feature = "git", feature = "helm"))]
+pub(crate) fn certificate_problem(
+    e: &(dyn std::error::Error + 'static),
+    message: &str,
+) -> Option<String> {
+    const MARKER: &str = "invalid peer certificate";
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let rustls_error = c.downcast_ref::<rustls::Error>().or_else(|| {
+            c.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(r @ rustls::Error::InvalidCertificate(_)) = rustls_error {
+            return Some(r.to_string());
+        }
+        cause = c.source();
+    }
+    message.find(MARKER).map(|i| message[i..].to_string())
 }

@@ -3,7 +3,7 @@
 //! `.tgz` files laid out as `helm package` does (`podinfo/Chart.yaml`, `podinfo/templates/...`),
 //! writes a Helm `index.yaml` (`apiVersion: v1`, `entries.podinfo[]` with `version`, `urls`,
 //! `digest` = sha256 hex of the `.tgz`, `created`), and serves the folder with gitops-testenv's
-//! `StaticHttpServer` on 127.0.0.1.
+//! `StaticHttpServer` on 127.0.0.1 (over HTTPS with a throwaway `TestCa` for the custom CA tests).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use gitops_core::{Artifact, ArtifactKey, ArtifactStore, Digest, Fetched, Source}
 use gitops_sources::helm::{
     HelmAuth, HelmChartSource, HelmChartSpec, HelmError, HelmRepositorySpec, METADATA_VERSION,
 };
-use gitops_testenv::StaticHttpServer;
+use gitops_testenv::{StaticHttpServer, TestCa};
 
 fn podinfo_chart() -> PathBuf {
     std::env::var_os("PODINFO_CHART")
@@ -460,4 +460,101 @@ async fn credentials_go_to_other_hosts_only_with_pass_credentials() {
     .unwrap();
     let got = src.fetch(&fx.store, None).await.unwrap();
     assert_eq!(got.artifact().revision.pointer(), Some("6.5.0"));
+}
+
+#[tokio::test]
+async fn https_with_the_ca_bundle_downloads_index_and_chart() {
+    let mut repo = Repo::new();
+    repo.add("6.2.1");
+    let tgz = repo.add("6.5.0");
+    let ca = TestCa::new().unwrap();
+    let server = StaticHttpServer::start_tls_with_basic_auth(repo.root(), &ca, "flux", "tls-pw")
+        .await
+        .unwrap();
+    assert!(server.url().starts_with("https://127.0.0.1:"));
+    let fx = Fx::new();
+    let auth = HelmAuth::Basic {
+        user: "flux".into(),
+        pass: "tls-pw".into(),
+    };
+    let src = source(&server.url(), "6.x", auth)
+        .with_ca_bundle(ca.ca_pem().as_bytes())
+        .unwrap();
+    let Fetched::New(artifact) = src.fetch(&fx.store, None).await.unwrap() else {
+        panic!("expected a new artifact");
+    };
+    assert_eq!(artifact.revision.pointer(), Some("6.5.0"));
+    assert_eq!(
+        artifact.revision.digest().hex(),
+        Digest::sha256_of(&tgz).hex()
+    );
+    assert_eq!(artifact.metadata[METADATA_VERSION], "6.5.0");
+    let files = fx.extract(&artifact);
+    assert!(
+        files["podinfo/Chart.yaml"].contains("version: 6.5.0"),
+        "{}",
+        files["podinfo/Chart.yaml"]
+    );
+    // index.yaml and the chart, both over HTTPS.
+    assert_eq!(server.files_served(), 2);
+    assert_eq!(
+        src.fetch(&fx.store, Some(&artifact)).await.unwrap(),
+        Fetched::Unchanged(artifact.clone())
+    );
+}
+
+#[tokio::test]
+async fn https_without_the_ca_bundle_is_a_clear_certificate_error() {
+    let mut repo = Repo::new();
+    repo.add("6.5.0");
+    let ca = TestCa::new().unwrap();
+    let server = StaticHttpServer::start_tls_with_basic_auth(repo.root(), &ca, "flux", "tls-pw")
+        .await
+        .unwrap();
+    let fx = Fx::new();
+    let auth = HelmAuth::Basic {
+        user: "flux".into(),
+        pass: "tls-pw".into(),
+    };
+    let other = TestCa::new().unwrap();
+    for src in [
+        source(&server.url(), "*", auth.clone()),
+        source(&server.url(), "*", auth.clone())
+            .with_ca_bundle(other.ca_pem().as_bytes())
+            .unwrap(),
+    ] {
+        let e = src.fetch(&fx.store, None).await.unwrap_err();
+        let msg = format!("{e} {e:?}");
+        assert!(
+            matches!(helm_error(&e), HelmError::Certificate { .. }),
+            "{msg}"
+        );
+        assert!(msg.contains("TLS certificate verification failed"), "{msg}");
+        assert!(msg.contains("invalid peer certificate"), "{msg}");
+        assert!(
+            msg.contains(&format!("{}/index.yaml", server.url())),
+            "{msg}"
+        );
+        assert!(!msg.contains("tls-pw"), "{msg}");
+        // Retried at the next interval, as Flux does: the server's certificate may change.
+        assert!(e.is_retryable());
+    }
+    assert_eq!(server.files_served(), 0);
+}
+
+#[test]
+fn an_invalid_ca_bundle_is_a_terminal_spec_error() {
+    for pem in [
+        &b"not a certificate"[..],
+        b"-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+    ] {
+        let e = source("https://charts.example.invalid", "*", HelmAuth::None)
+            .with_ca_bundle(pem)
+            .unwrap_err();
+        assert!(matches!(e, HelmError::InvalidSpec { .. }), "{e}");
+        assert!(!e.is_retryable());
+        let msg = e.to_string();
+        assert!(msg.contains("CA bundle"), "{msg}");
+        assert!(msg.contains("charts.example.invalid"), "{msg}");
+    }
 }

@@ -41,6 +41,14 @@ pub enum Error {
         /// What it wrote to stderr.
         stderr: String,
     },
+    /// Making the test CA or the TLS configuration of an HTTPS test server failed.
+    #[error("{context}: {message}")]
+    Tls {
+        /// What was being done.
+        context: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A control-plane process exited while it was expected to run.
     #[error("{name} exited ({status}); last lines of {}:\n{log_tail}", log.display())]
     ProcessExited {

@@ -1,5 +1,5 @@
-//! [`GitHttpServer`]: Git repositories over smart HTTP, `git http-backend` run as a CGI program
-//! per request.
+//! [`GitHttpServer`]: Git repositories over smart HTTP (or HTTPS with a [`TestCa`]),
+//! `git http-backend` run as a CGI program per request.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,14 +13,15 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
-use crate::Error;
 use crate::process::run;
+use crate::tls::serve_connection;
+use crate::{Error, TestCa};
 
 /// Who may read (and, when authenticated, push).
 #[derive(Debug, Clone)]
@@ -43,9 +44,13 @@ struct Shared {
 /// Clones and fetches (protocol v0 and v2, shallow ones included) work anonymously or with the
 /// configured credentials; pushes work when credentials are configured (git enables
 /// receive-pack for authenticated users). Stops when dropped.
+///
+/// The `start_tls*` variants serve HTTPS with the server certificate of a [`TestCa`] (valid for
+/// `127.0.0.1` and `localhost`); clients must trust [`TestCa::ca_pem`].
 #[derive(Debug)]
 pub struct GitHttpServer {
     addr: SocketAddr,
+    https: bool,
     shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -53,7 +58,30 @@ pub struct GitHttpServer {
 impl GitHttpServer {
     /// Serves `repos_root` to anyone.
     pub async fn start(repos_root: &Path) -> Result<GitHttpServer, Error> {
-        GitHttpServer::serve(repos_root, Auth::Anonymous).await
+        GitHttpServer::serve(repos_root, Auth::Anonymous, None).await
+    }
+
+    /// Serves `repos_root` to anyone over HTTPS, with the server certificate of `ca`.
+    /// [`GitHttpServer::url`] is then `https://127.0.0.1:PORT`.
+    ///
+    /// Errors: as [`GitHttpServer::start`], and [`Error::Tls`] when the TLS configuration
+    /// cannot be made.
+    pub async fn start_tls(repos_root: &Path, ca: &TestCa) -> Result<GitHttpServer, Error> {
+        GitHttpServer::serve(repos_root, Auth::Anonymous, Some(ca.acceptor()?)).await
+    }
+
+    /// [`GitHttpServer::start_with_basic_auth`] over HTTPS, with the server certificate of `ca`.
+    pub async fn start_tls_with_basic_auth(
+        repos_root: &Path,
+        ca: &TestCa,
+        user: &str,
+        pass: &str,
+    ) -> Result<GitHttpServer, Error> {
+        let auth = Auth::Basic {
+            user: user.to_string(),
+            pass: pass.to_string(),
+        };
+        GitHttpServer::serve(repos_root, auth, Some(ca.acceptor()?)).await
     }
 
     /// Serves `repos_root` to requests with HTTP basic credentials `user`/`pass`; others get
@@ -67,7 +95,7 @@ impl GitHttpServer {
             user: user.to_string(),
             pass: pass.to_string(),
         };
-        GitHttpServer::serve(repos_root, auth).await
+        GitHttpServer::serve(repos_root, auth, None).await
     }
 
     /// Serves `repos_root` to requests with `Authorization: Bearer <token>`; others get `401`
@@ -79,12 +107,14 @@ impl GitHttpServer {
         let auth = Auth::Bearer {
             token: token.to_string(),
         };
-        GitHttpServer::serve(repos_root, auth).await
+        GitHttpServer::serve(repos_root, auth, None).await
     }
 
-    /// The server's base URL, `http://127.0.0.1:PORT` (no trailing slash).
+    /// The server's base URL, `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` for the
+    /// `start_tls*` variants (no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops serving (dropping does the same). The listening socket closes once the runtime
@@ -102,7 +132,11 @@ impl GitHttpServer {
         }
     }
 
-    async fn serve(repos_root: &Path, auth: Auth) -> Result<GitHttpServer, Error> {
+    async fn serve(
+        repos_root: &Path,
+        auth: Auth,
+        tls: Option<TlsAcceptor>,
+    ) -> Result<GitHttpServer, Error> {
         let root = std::fs::canonicalize(repos_root)
             .map_err(|e| Error::io(format!("repositories folder {}", repos_root.display()), e))?;
         if !root.is_dir() {
@@ -132,10 +166,12 @@ impl GitHttpServer {
             auth,
         });
         let (shutdown, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, shared, stopped));
-        tracing::debug!(%addr, "git smart-HTTP server listening");
+        let https = tls.is_some();
+        let task = tokio::spawn(accept_loop(listener, shared, tls, stopped));
+        tracing::debug!(%addr, https, "git smart-HTTP server listening");
         Ok(GitHttpServer {
             addr,
+            https,
             shutdown,
             task: Some(task),
         })
@@ -154,6 +190,7 @@ impl Drop for GitHttpServer {
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
@@ -168,14 +205,14 @@ async fn accept_loop(
             _ = stopped.changed() => return,
         };
         let shared = shared.clone();
+        let tls = tls.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle(&shared, peer, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
+            let conn = serve_connection(stream, tls.as_ref(), service);
             tokio::select! {
                 r = conn => if let Err(e) = r {
                     tracing::debug!(error = %e, "git http connection");

@@ -1,6 +1,7 @@
 //! Real components for tests, like controller-runtime's envtest: a local Kubernetes control plane
 //! ([`TestEnv`]), a Git smart-HTTP server ([`GitHttpServer`]) and an OCI registry
-//! ([`OciRegistry`], see [`registry`]).
+//! ([`OciRegistry`], see [`registry`]); HTTPS variants of the HTTP servers use a throwaway
+//! [`TestCa`] (see [`tls`]).
 //!
 //! # The control plane
 //!
@@ -89,6 +90,7 @@ pub mod registry;
 pub mod s3;
 pub mod sshd;
 pub mod static_http;
+pub mod tls;
 
 pub use assets::{KUBERNETES_VERSION, assets_dir, default_assets_dir};
 pub use azurite::{AZURITE_START_TIMEOUT, AzuriteServer};
@@ -101,3 +103,4 @@ pub use registry::OciRegistry;
 pub use s3::{S3_START_TIMEOUT, S3AccessKey, S3Server};
 pub use sshd::SshGitServer;
 pub use static_http::StaticHttpServer;
+pub use tls::TestCa;

@@ -1,5 +1,6 @@
-//! [`StaticHttpServer`]: the files under a folder over plain HTTP/1.1 on `127.0.0.1`, for sources
-//! that download files (a Helm chart repository: `index.yaml` and chart `.tgz` files).
+//! [`StaticHttpServer`]: the files under a folder over HTTP/1.1 (plain, or HTTPS with a
+//! [`TestCa`]) on `127.0.0.1`, for sources that download files (a Helm chart repository:
+//! `index.yaml` and chart `.tgz` files).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,12 +14,13 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
-use crate::Error;
+use crate::tls::serve_connection;
+use crate::{Error, TestCa};
 
 #[derive(Debug)]
 struct Shared {
@@ -34,9 +36,13 @@ struct Shared {
 /// missing, `400` for paths with `..`, `405` for other methods. Optionally behind HTTP basic
 /// authentication (`401` with `WWW-Authenticate: Basic realm="static"` otherwise).
 /// Stops when dropped.
+///
+/// The `start_tls*` variants serve HTTPS with the server certificate of a [`TestCa`] (valid for
+/// `127.0.0.1` and `localhost`); clients must trust [`TestCa::ca_pem`].
 #[derive(Debug)]
 pub struct StaticHttpServer {
     addr: SocketAddr,
+    https: bool,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
@@ -45,7 +51,28 @@ pub struct StaticHttpServer {
 impl StaticHttpServer {
     /// Serves `root` to anyone.
     pub async fn start(root: &Path) -> Result<StaticHttpServer, Error> {
-        StaticHttpServer::serve(root, None).await
+        StaticHttpServer::serve(root, None, None).await
+    }
+
+    /// Serves `root` to anyone over HTTPS, with the server certificate of `ca`.
+    /// [`StaticHttpServer::url`] is then `https://127.0.0.1:PORT`.
+    ///
+    /// Errors: as [`StaticHttpServer::start`], and [`Error::Tls`] when the TLS configuration
+    /// cannot be made.
+    pub async fn start_tls(root: &Path, ca: &TestCa) -> Result<StaticHttpServer, Error> {
+        StaticHttpServer::serve(root, None, Some(ca.acceptor()?)).await
+    }
+
+    /// [`StaticHttpServer::start_with_basic_auth`] over HTTPS, with the server certificate of
+    /// `ca`.
+    pub async fn start_tls_with_basic_auth(
+        root: &Path,
+        ca: &TestCa,
+        user: &str,
+        pass: &str,
+    ) -> Result<StaticHttpServer, Error> {
+        let basic = Some(format!("{user}:{pass}"));
+        StaticHttpServer::serve(root, basic, Some(ca.acceptor()?)).await
     }
 
     /// Serves `root` to requests with HTTP basic credentials `user`/`pass` only.
@@ -54,12 +81,14 @@ impl StaticHttpServer {
         user: &str,
         pass: &str,
     ) -> Result<StaticHttpServer, Error> {
-        StaticHttpServer::serve(root, Some(format!("{user}:{pass}"))).await
+        StaticHttpServer::serve(root, Some(format!("{user}:{pass}")), None).await
     }
 
-    /// The base URL, `http://127.0.0.1:PORT` (no trailing slash).
+    /// The base URL, `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` for the `start_tls*`
+    /// variants (no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// How many requests were answered with a file (`200`) so far.
@@ -81,7 +110,11 @@ impl StaticHttpServer {
         }
     }
 
-    async fn serve(root: &Path, basic: Option<String>) -> Result<StaticHttpServer, Error> {
+    async fn serve(
+        root: &Path,
+        basic: Option<String>,
+        tls: Option<TlsAcceptor>,
+    ) -> Result<StaticHttpServer, Error> {
         let root = std::fs::canonicalize(root)
             .map_err(|e| Error::io(format!("static folder {}", root.display()), e))?;
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -96,9 +129,11 @@ impl StaticHttpServer {
             served: AtomicU64::new(0),
         });
         let (shutdown, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, shared.clone(), stopped));
+        let https = tls.is_some();
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), tls, stopped));
         Ok(StaticHttpServer {
             addr,
+            https,
             shared,
             shutdown,
             task: Some(task),
@@ -118,6 +153,7 @@ impl Drop for StaticHttpServer {
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
@@ -129,14 +165,14 @@ async fn accept_loop(
             _ = stopped.changed() => return,
         };
         let shared = shared.clone();
+        let tls = tls.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle(&shared, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
+            let conn = serve_connection(stream, tls.as_ref(), service);
             tokio::select! {
                 _ = conn => {},
                 _ = stopped.changed() => {}

@@ -1,9 +1,10 @@
-//! GitHttpServer with the real `git` CLI as the client.
+//! GitHttpServer with the real `git` CLI as the client (over HTTPS: git's own TLS stack checks
+//! the `TestCa` certificates).
 
 use std::path::Path;
 use std::process::Output;
 
-use gitops_testenv::GitHttpServer;
+use gitops_testenv::{GitHttpServer, TestCa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Runs git in `dir`, isolated from the user's and the system's configuration, never prompting.
@@ -267,4 +268,80 @@ async fn a_missing_repositories_folder_is_an_error() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/repos"), "{err}");
+}
+
+#[tokio::test]
+async fn https_with_the_test_ca_and_basic_auth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let head = demo_repo(tmp.path()).await;
+    let ca = TestCa::new().unwrap();
+    let ca_file = tmp.path().join("ca.crt");
+    std::fs::write(&ca_file, ca.ca_pem()).unwrap();
+    let other_file = tmp.path().join("other.crt");
+    std::fs::write(&other_file, TestCa::new().unwrap().ca_pem()).unwrap();
+    let server =
+        GitHttpServer::start_tls_with_basic_auth(&tmp.path().join("repos"), &ca, "alice", "pw")
+            .await
+            .unwrap();
+    assert!(server.url().starts_with("https://127.0.0.1:"));
+    let url = format!("{}/demo.git", server.url());
+    let with_creds = url.replace("https://", "https://alice:pw@");
+    // git (libcurl) trusts only the given bundle with GIT_SSL_CAINFO.
+    let trusting = |file: &Path| [("GIT_SSL_CAINFO", file.to_str().unwrap().to_string())];
+    let run = |args: Vec<String>, file: &Path| {
+        let env = trusting(file);
+        let dir = tmp.path().to_path_buf();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            git_env(&dir, &args, &env).await
+        }
+    };
+
+    // Trusting the test CA, with credentials: a shallow clone works.
+    let shallow = tmp.path().join("shallow");
+    let out = run(
+        vec![
+            "clone".into(),
+            "-q".into(),
+            "--depth".into(),
+            "1".into(),
+            with_creds.clone(),
+            shallow.to_str().unwrap().into(),
+        ],
+        &ca_file,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(git_ok(&shallow, &["rev-parse", "HEAD"]).await, head);
+    assert_eq!(
+        git_ok(&shallow, &["rev-list", "--count", "HEAD"]).await,
+        "1"
+    );
+
+    // Also by the name `localhost`.
+    let by_name = with_creds.replace("127.0.0.1", "localhost");
+    let out = run(vec!["ls-remote".into(), by_name], &ca_file).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refs = String::from_utf8_lossy(&out.stdout);
+    assert!(refs.contains(&format!("{head}\trefs/heads/main")), "{refs}");
+
+    // Trusting the CA, without credentials: refused (401).
+    let out = run(vec!["ls-remote".into(), url.clone()], &ca_file).await;
+    assert!(!out.status.success());
+
+    // Trusting only another test CA: the server's certificate is refused.
+    let out = run(vec!["ls-remote".into(), with_creds], &other_file).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // GnuTLS: "server certificate verification failed"; OpenSSL: "SSL certificate problem".
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
 }

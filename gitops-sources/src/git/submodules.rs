@@ -197,8 +197,11 @@ impl GitSource {
                 timeout: Some(self.timeout),
                 ..Default::default()
             };
-            let sub = GitSource::new(self.key.clone(), spec, auth)
+            let mut sub = GitSource::new(self.key.clone(), spec, auth)
                 .map_err(|e| fail(&url, e.to_string(), e.is_retryable()))?;
+            // The secret's CA (`ca.crt`) is trusted for submodules too, as Flux passes the same
+            // TLS options to them.
+            sub.ca_certificates = self.ca_certificates.clone();
             let git_dir = tempfile::Builder::new()
                 .prefix("submodule-")
                 .tempdir_in(scratch)
