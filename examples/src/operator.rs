@@ -523,7 +523,7 @@ impl GitRepository {
                 .with_ca_certificate(&ca)
                 .map_err(|e| (e.to_string(), e.is_retryable()))?;
         }
-        Ok(Box::new(source))
+        Ok(source)
     }
 }
 
