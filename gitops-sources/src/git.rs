@@ -68,6 +68,24 @@ pub const METADATA_COMMIT_SUBJECT: &str = "commit.subject";
 /// forces a new artifact even when the commit is the same.
 pub const METADATA_IGNORE: &str = "ignore.digest";
 
+/// Artifact metadata key holding a fingerprint of the signature verification the artifact was
+/// built with (sha256 of `spec.verify.mode` and the public keys); absent without verification. Like
+/// [`METADATA_IGNORE`], a changed value forces a new fetch even when the commit is the same, so an
+/// artifact of an unverified spec is never reused once verification is turned on (Flux's
+/// `status.sourceVerificationMode` check).
+pub const METADATA_VERIFY: &str = "verify.digest";
+
+/// Artifact metadata key holding the verification mode that passed (`HEAD`, `Tag`, `TagAndHEAD`).
+pub const METADATA_VERIFIED_MODE: &str = "verified.mode";
+
+/// Artifact metadata key holding the fingerprint (uppercase hex) of the primary key whose
+/// signature on the commit verified (modes `HEAD` and `TagAndHEAD`).
+pub const METADATA_VERIFIED_FINGERPRINT: &str = "verified.fingerprint";
+
+/// Artifact metadata key holding the fingerprint of the primary key whose signature on the tag
+/// object verified (modes `Tag` and `TagAndHEAD`).
+pub const METADATA_VERIFIED_TAG_FINGERPRINT: &str = "verified.tag.fingerprint";
+
 /// The local ref a fetched commit is stored under in the temporary repository.
 const FETCH_REF: &str = "refs/heads/gitops-fetch";
 
@@ -327,6 +345,19 @@ pub enum GitError {
         /// The store's error.
         source: StoreError,
     },
+    /// Signature verification (`spec.verify`) failed: no artifact was written. Terminal until
+    /// the keys, the spec or the upstream object change. The message carries the
+    /// [`reason`](crate::git_verify::VerifyError::reason) Flux gives `SourceVerified=False`.
+    #[cfg(feature = "git-verify")]
+    #[error("git repository {url}: {reference}: {}: {source}", source.reason())]
+    Verification {
+        /// The URL, redacted.
+        url: String,
+        /// The reference.
+        reference: String,
+        /// What failed.
+        source: crate::git_verify::VerifyError,
+    },
     /// The blocking task running gix failed unexpectedly. Retryable.
     #[error("git repository {url}: {reference}: fetch task failed: {message}")]
     Task {
@@ -343,6 +374,10 @@ impl GitError {
     /// Whether trying again later can help (network, authentication, local I/O), as opposed to
     /// a spec that has to change (URL, reference).
     pub fn is_retryable(&self) -> bool {
+        #[cfg(feature = "git-verify")]
+        if matches!(self, GitError::Verification { .. }) {
+            return false;
+        }
         !matches!(
             self,
             GitError::InvalidUrl { .. }
@@ -421,6 +456,9 @@ pub struct GitSource {
     redacted_url: String,
     reference: String,
     timeout: Duration,
+    /// Signature verification, see [`GitSource::with_verification`].
+    #[cfg(feature = "git-verify")]
+    verification: Option<Verifier>,
 }
 
 impl fmt::Debug for GitSource {
@@ -518,6 +556,8 @@ impl GitSource {
             redacted_url,
             reference,
             timeout,
+            #[cfg(feature = "git-verify")]
+            verification: None,
         })
     }
 
@@ -595,6 +635,8 @@ impl GitSource {
             redacted_url,
             reference,
             timeout,
+            #[cfg(feature = "git-verify")]
+            verification: None,
         })
     }
 
@@ -663,7 +705,9 @@ impl GitSource {
             let revision = self.revision(target.pointer.as_deref(), target.commit);
             let same_ignore =
                 last.metadata.get(METADATA_IGNORE).map(String::as_str) == Some(&ignore_fingerprint);
-            if last.has_revision(&revision) && same_ignore && store.has(last) {
+            let same_verify =
+                last.metadata.get(METADATA_VERIFY).map(String::as_str) == self.verify_digest();
+            if last.has_revision(&revision) && same_ignore && same_verify && store.has(last) {
                 tracing::debug!(url = %self.redacted_url, %revision, "git revision unchanged");
                 return Ok(Fetched::Unchanged(last.clone()));
             }
@@ -675,6 +719,8 @@ impl GitSource {
         let fetched = self.ssh_checked(ssh.as_ref(), self.download(&repo, &target, interrupt))?;
         // The key leaves the disk as soon as the network part is done.
         drop(ssh);
+        // Before anything is written: a failed verification leaves no artifact.
+        let verified = self.verify_fetched(&repo, &target, &fetched)?;
         let tree_dir = dir.path().join("tree");
         let commit_id = ObjectId::from_hex(fetched.commit.as_bytes())
             .map_err(|e| self.task_error(&e.to_string()))?;
@@ -709,6 +755,7 @@ impl GitSource {
             (METADATA_COMMIT_SUBJECT.to_string(), fetched.subject.clone()),
             (METADATA_IGNORE.to_string(), ignore_fingerprint),
         ]);
+        artifact.metadata.extend(verified);
         tracing::info!(
             url = %self.redacted_url,
             revision = %artifact.revision,
@@ -1187,6 +1234,164 @@ impl GitSource {
             reference: self.reference.clone(),
             message: scrub(message, &self.spec.url, &self.redacted_url, &self.secrets),
         }
+    }
+}
+
+// Signature verification (feature `git-verify`): the options, the shortcut's digest, and the
+// check between the fetch and the artifact. The verification itself is in `crate::git_verify`.
+
+/// The parsed verification options of a [`GitSource`].
+#[cfg(feature = "git-verify")]
+#[derive(Clone, Debug)]
+struct Verifier {
+    mode: crate::git_verify::VerificationMode,
+    keyring: crate::git_verify::Keyring,
+    /// [`METADATA_VERIFY`] of artifacts built with it.
+    digest: String,
+}
+
+impl GitSource {
+    /// Requires valid OpenPGP signatures on what is fetched, as Flux's `spec.verify`: the commit
+    /// (`HEAD`), the annotated tag object (`Tag`) or both, signed by any of `public_keys`. Parses
+    /// the keys now: a value that is not an armored public key is a
+    /// [`GitError::Verification`] naming its Secret data key.
+    ///
+    /// After a verified fetch the artifact's metadata holds [`METADATA_VERIFY`],
+    /// [`METADATA_VERIFIED_MODE`] and [`METADATA_VERIFIED_FINGERPRINT`] and/or
+    /// [`METADATA_VERIFIED_TAG_FINGERPRINT`]; a failed verification stores nothing and is
+    /// terminal.
+    #[cfg(feature = "git-verify")]
+    pub fn with_verification(
+        mut self,
+        verification: crate::git_verify::GitVerification,
+    ) -> Result<GitSource, GitError> {
+        let keyring = crate::git_verify::Keyring::parse(
+            verification
+                .public_keys
+                .iter()
+                .map(|(name, armored)| (name.as_str(), armored.as_str())),
+        )
+        .map_err(|source| self.verification_error(source))?;
+        let mut text = format!("mode={}\n", verification.mode);
+        let mut keys: Vec<&(String, String)> = verification.public_keys.iter().collect();
+        keys.sort();
+        for (name, armored) in keys {
+            text.push_str(&format!("{name}={}\n", Digest::sha256_of(armored.as_bytes())));
+        }
+        self.verification = Some(Verifier {
+            mode: verification.mode,
+            keyring,
+            digest: Digest::sha256_of(text.as_bytes()).to_string(),
+        });
+        Ok(self)
+    }
+
+    /// [`METADATA_VERIFY`] for this source's artifacts, `None` without verification.
+    fn verify_digest(&self) -> Option<&str> {
+        #[cfg(feature = "git-verify")]
+        if let Some(v) = &self.verification {
+            return Some(v.digest.as_str());
+        }
+        None
+    }
+
+    #[cfg(feature = "git-verify")]
+    fn verification_error(&self, source: crate::git_verify::VerifyError) -> GitError {
+        GitError::Verification {
+            url: self.redacted_url.clone(),
+            reference: self.reference.clone(),
+            source,
+        }
+    }
+
+    /// Verifies the fetched commit and/or tag object; returns the artifact metadata to add
+    /// (nothing without verification).
+    #[cfg_attr(not(feature = "git-verify"), allow(unused_variables))]
+    fn verify_fetched(
+        &self,
+        repo: &gix::Repository,
+        target: &Target,
+        fetched: &FetchedCommit,
+    ) -> Result<BTreeMap<String, String>, GitError> {
+        #[allow(unused_mut)]
+        let mut metadata = BTreeMap::new();
+        #[cfg(feature = "git-verify")]
+        if let Some(v) = &self.verification {
+            use crate::git_verify::{SignedObject, VerifyError};
+            let err = |e: VerifyError| self.verification_error(e);
+            let read = |id: ObjectId, object: &SignedObject| {
+                repo.find_object(id)
+                    .map(|o| (o.kind, o.data.clone()))
+                    .map_err(|e| {
+                        err(VerifyError::Object {
+                            object: object.clone(),
+                            reason: self.chain(&e),
+                        })
+                    })
+            };
+            if v.mode.verifies_tag() {
+                // The tag the reference names (semver picks one; a `refs/tags/` name is one).
+                let tag = match &self.selector {
+                    Selector::Tag(_) | Selector::Semver(_) => target.pointer.clone(),
+                    Selector::Name(n) => n.strip_prefix("refs/tags/").map(str::to_string),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    err(VerifyError::NoTagReference {
+                        mode: v.mode,
+                        reference: self.reference.clone(),
+                    })
+                })?;
+                let object = SignedObject::Tag(tag.clone());
+                // The fetch stored the ref's own target: the tag object for an annotated tag,
+                // the commit for a lightweight one.
+                let id = repo
+                    .find_reference(FETCH_REF)
+                    .map_err(|e| {
+                        err(VerifyError::Object {
+                            object: object.clone(),
+                            reason: self.chain(&e),
+                        })
+                    })?
+                    .target()
+                    .try_id()
+                    .map(ToOwned::to_owned)
+                    .ok_or_else(|| {
+                        err(VerifyError::Object {
+                            object: object.clone(),
+                            reason: "the fetched ref is symbolic".into(),
+                        })
+                    })?;
+                let (kind, data) = read(id, &object)?;
+                if kind != gix::object::Kind::Tag {
+                    return Err(err(VerifyError::LightweightTag { tag }));
+                }
+                let verified = v.keyring.verify_tag(&tag, &data).map_err(err)?;
+                tracing::info!(url = %self.redacted_url, %tag, key = %verified.fingerprint, "verified tag signature");
+                metadata.insert(
+                    METADATA_VERIFIED_TAG_FINGERPRINT.to_string(),
+                    verified.fingerprint,
+                );
+            }
+            if v.mode.verifies_head() {
+                let object = SignedObject::Commit(fetched.commit.clone());
+                let id = ObjectId::from_hex(fetched.commit.as_bytes())
+                    .map_err(|e| self.task_error(&e.to_string()))?;
+                let (_, data) = read(id, &object)?;
+                let verified = v
+                    .keyring
+                    .verify_commit(&fetched.commit, &data)
+                    .map_err(err)?;
+                tracing::info!(url = %self.redacted_url, commit = %fetched.commit, key = %verified.fingerprint, "verified commit signature");
+                metadata.insert(
+                    METADATA_VERIFIED_FINGERPRINT.to_string(),
+                    verified.fingerprint,
+                );
+            }
+            metadata.insert(METADATA_VERIFY.to_string(), v.digest.clone());
+            metadata.insert(METADATA_VERIFIED_MODE.to_string(), v.mode.to_string());
+        }
+        Ok(metadata)
     }
 }
 
