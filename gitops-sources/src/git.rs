@@ -349,14 +349,15 @@ pub enum GitError {
     /// the keys, the spec or the upstream object change. The message carries the
     /// [`reason`](crate::git_verify::VerifyError::reason) Flux gives `SourceVerified=False`.
     #[cfg(feature = "git-verify")]
-    #[error("git repository {url}: {reference}: {}: {source}", source.reason())]
+    #[error("git repository {url}: {reference}: {}: {error}", error.reason())]
     Verification {
         /// The URL, redacted.
         url: String,
         /// The reference.
         reference: String,
-        /// What failed.
-        source: crate::git_verify::VerifyError,
+        /// What failed (part of the message, not a separate `source()`, so that error chains
+        /// print it once).
+        error: crate::git_verify::VerifyError,
     },
     /// The blocking task running gix failed unexpectedly. Retryable.
     #[error("git repository {url}: {reference}: fetch task failed: {message}")]
@@ -1271,7 +1272,7 @@ impl GitSource {
                 .iter()
                 .map(|(name, armored)| (name.as_str(), armored.as_str())),
         )
-        .map_err(|source| self.verification_error(source))?;
+        .map_err(|e| self.verification_error(e))?;
         let mut text = format!("mode={}\n", verification.mode);
         let mut keys: Vec<&(String, String)> = verification.public_keys.iter().collect();
         keys.sort();
@@ -1296,11 +1297,11 @@ impl GitSource {
     }
 
     #[cfg(feature = "git-verify")]
-    fn verification_error(&self, source: crate::git_verify::VerifyError) -> GitError {
+    fn verification_error(&self, error: crate::git_verify::VerifyError) -> GitError {
         GitError::Verification {
             url: self.redacted_url.clone(),
             reference: self.reference.clone(),
-            source,
+            error,
         }
     }
 
