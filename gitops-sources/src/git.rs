@@ -12,6 +12,10 @@
 //!    minus the [`sourceignore`](crate::sourceignore) exclusions, with
 //!    [`ArtifactStore::archive_dir`].
 //!
+//! With the `git-verify` feature, `GitSource::with_verification` checks the OpenPGP signature
+//! of the fetched commit and/or annotated tag between steps 3's fetch and its archive (Flux's
+//! `spec.verify`, see [`git_verify`](crate::git_verify)); a failure stores nothing.
+//!
 //! Transports: `file://`, `git://`, `http://`, `https://` and `ssh://` (also scp-like
 //! `user@host:path`). SSH runs the system `ssh` program (OpenSSH) with the identity and
 //! `known_hosts` of [`GitAuth::Ssh`], written to a private temporary folder for the duration of
@@ -357,7 +361,7 @@ pub enum GitError {
         reference: String,
         /// What failed (part of the message, not a separate `source()`, so that error chains
         /// print it once).
-        error: crate::git_verify::VerifyError,
+        error: Box<crate::git_verify::VerifyError>,
     },
     /// The blocking task running gix failed unexpectedly. Retryable.
     #[error("git repository {url}: {reference}: fetch task failed: {message}")]
@@ -675,7 +679,8 @@ impl GitSource {
 
     /// Fetches the selected commit into a new bare repository at `git_dir` (created; it must not
     /// exist or be empty) with depth 1 and reports it. This is the first half of
-    /// [`Source::fetch`], without the artifact.
+    /// [`Source::fetch`], without the artifact (signatures are verified when the source has
+    /// verification, feature `git-verify`).
     ///
     /// Blocking: call it from a blocking thread. Not bound by the timeout.
     pub fn fetch_into_blocking(&self, git_dir: &Path) -> Result<FetchedCommit, GitError> {
@@ -683,7 +688,9 @@ impl GitSource {
         let repo = self.init_repo(git_dir, ssh.as_ref())?;
         let target = self.ssh_checked(ssh.as_ref(), self.resolve(&repo))?;
         let fetched = self.download(&repo, &target, &AtomicBool::new(false));
-        self.ssh_checked(ssh.as_ref(), fetched)
+        let fetched = self.ssh_checked(ssh.as_ref(), fetched)?;
+        self.verify_fetched(&repo, &target, &fetched)?;
+        Ok(fetched)
     }
 
     /// The whole fetch, on a blocking thread.
@@ -1277,7 +1284,10 @@ impl GitSource {
         let mut keys: Vec<&(String, String)> = verification.public_keys.iter().collect();
         keys.sort();
         for (name, armored) in keys {
-            text.push_str(&format!("{name}={}\n", Digest::sha256_of(armored.as_bytes())));
+            text.push_str(&format!(
+                "{name}={}\n",
+                Digest::sha256_of(armored.as_bytes())
+            ));
         }
         self.verification = Some(Verifier {
             mode: verification.mode,
@@ -1301,7 +1311,7 @@ impl GitSource {
         GitError::Verification {
             url: self.redacted_url.clone(),
             reference: self.reference.clone(),
-            error,
+            error: Box::new(error),
         }
     }
 

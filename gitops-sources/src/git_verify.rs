@@ -281,9 +281,11 @@ pub struct Keyring {
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.keys.iter().map(|(name, key)| {
-                format!("{name}: {}", hex_upper(key.fingerprint().as_bytes()))
-            }))
+            .entries(
+                self.keys.iter().map(|(name, key)| {
+                    format!("{name}: {}", hex_upper(key.fingerprint().as_bytes()))
+                }),
+            )
             .finish()
     }
 }
@@ -352,12 +354,13 @@ impl Keyring {
     /// against the rest of the object. `id` names the commit in errors.
     pub fn verify_commit(&self, id: &str, raw: &[u8]) -> Result<VerifiedSignature, VerifyError> {
         let object = SignedObject::Commit(id.to_string());
-        let found = gix::objs::CommitRefIter::signature(raw, gix::hash::Kind::Sha1).map_err(|e| {
-            VerifyError::MalformedSignature {
-                object: object.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        let found =
+            gix::objs::CommitRefIter::signature(raw, gix::hash::Kind::Sha1).map_err(|e| {
+                VerifyError::MalformedSignature {
+                    object: object.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
         let Some((signature, signed)) = found else {
             return Err(VerifyError::NotSigned { object });
         };
@@ -461,9 +464,8 @@ impl Keyring {
                     if !issued_by(sig, &sub.key) {
                         continue;
                     }
-                    let result = signing_subkey(key, sub).and_then(|()| {
-                        sig.verify(&sub.key, payload).map_err(|e| e.to_string())
-                    });
+                    let result = signing_subkey(key, sub)
+                        .and_then(|()| sig.verify(&sub.key, payload).map_err(|e| e.to_string()));
                     match result {
                         Ok(()) => return Ok(verified(&sub.key)),
                         Err(reason) => {

@@ -299,7 +299,10 @@ async fn an_unverified_artifact_is_not_reused_once_verification_is_on() {
     let fetched = src.fetch(&store, Some(&plain)).await.unwrap();
     assert!(matches!(fetched, Fetched::New(_)), "{fetched:?}");
     assert_eq!(
-        fetched.artifact().metadata.get(METADATA_VERIFIED_FINGERPRINT),
+        fetched
+            .artifact()
+            .metadata
+            .get(METADATA_VERIFIED_FINGERPRINT),
         Some(&fx.alice.fingerprint)
     );
 }
@@ -315,7 +318,10 @@ async fn unsigned_head_is_refused_and_nothing_is_stored() {
     assert!(msg.contains(&fx.commits["c2"]), "{msg}");
     assert!(msg.contains("is not signed"), "{msg}");
     assert!(msg.contains("InvalidCommitSignature"), "{msg}");
-    assert_eq!(stored_files(&fx.dir.path().join("store")), Vec::<String>::new());
+    assert_eq!(
+        stored_files(&fx.dir.path().join("store")),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -331,7 +337,10 @@ async fn head_signed_by_another_key_is_refused() {
     assert_eq!(issuers, &fx.mallory.fingerprint);
     assert_eq!(*count, 2);
     assert!(err.to_string().contains(&fx.commits["c3"]), "{err}");
-    assert_eq!(stored_files(&fx.dir.path().join("store")), Vec::<String>::new());
+    assert_eq!(
+        stored_files(&fx.dir.path().join("store")),
+        Vec::<String>::new()
+    );
 
     // With mallory's key in the secret, the same commit verifies.
     let src = fx
@@ -343,7 +352,10 @@ async fn head_signed_by_another_key_is_refused() {
         .unwrap();
     let fetched = src.fetch(&store, None).await.unwrap();
     assert_eq!(
-        fetched.artifact().metadata.get(METADATA_VERIFIED_FINGERPRINT),
+        fetched
+            .artifact()
+            .metadata
+            .get(METADATA_VERIFIED_FINGERPRINT),
         Some(&fx.mallory.fingerprint)
     );
 }
@@ -363,7 +375,11 @@ async fn mode_tag_verifies_a_signed_annotated_tag() {
         artifact.metadata.get(METADATA_VERIFIED_TAG_FINGERPRINT),
         Some(&fx.alice.fingerprint)
     );
-    assert!(!artifact.metadata.contains_key(METADATA_VERIFIED_FINGERPRINT));
+    assert!(
+        !artifact
+            .metadata
+            .contains_key(METADATA_VERIFIED_FINGERPRINT)
+    );
 
     // TagAndHEAD: the tag and its (signed) commit; semver selects the tag.
     let semver = GitReference {
@@ -415,7 +431,10 @@ async fn mode_tag_refuses_unsigned_lightweight_and_foreign_tags_and_branches() {
         matches!(verify_error(&err), VerifyError::NotSigned { .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("tag 'v1.2.0' is not signed"), "{err}");
+    assert!(
+        err.to_string().contains("tag 'v1.2.0' is not signed"),
+        "{err}"
+    );
     let err = refused(tag("v0.9.0")).await;
     assert!(
         matches!(verify_error(&err), VerifyError::NoMatchingKey { .. }),
@@ -427,7 +446,10 @@ async fn mode_tag_refuses_unsigned_lightweight_and_foreign_tags_and_branches() {
         "{err}"
     );
     assert!(!err.is_retryable());
-    assert_eq!(stored_files(&fx.dir.path().join("store")), Vec::<String>::new());
+    assert_eq!(
+        stored_files(&fx.dir.path().join("store")),
+        Vec::<String>::new()
+    );
 
     // TagAndHEAD needs a tag reference as well.
     let err = fx
@@ -444,7 +466,13 @@ async fn mode_tag_refuses_unsigned_lightweight_and_foreign_tags_and_branches() {
 #[tokio::test]
 async fn a_bad_armored_key_is_an_error_naming_it() {
     let fx = Fixture::new();
-    let truncated: String = fx.alice.armored.lines().take(4).collect::<Vec<_>>().join("\n");
+    let truncated: String = fx
+        .alice
+        .armored
+        .lines()
+        .take(4)
+        .collect::<Vec<_>>()
+        .join("\n");
     for (name, value) in [
         ("broken.asc", "this is not a key".to_string()),
         ("truncated.asc", truncated),
@@ -464,9 +492,32 @@ async fn a_bad_armored_key_is_an_error_naming_it() {
             panic!("{err}");
         };
         assert!(
-            matches!(error, VerifyError::InvalidPublicKey { key, .. } if key == name),
+            matches!(&**error, VerifyError::InvalidPublicKey { key, .. } if key == name),
             "{err}"
         );
         assert!(err.to_string().contains(name), "{err}");
     }
+}
+
+#[test]
+fn fetch_into_blocking_verifies_too() {
+    let fx = Fixture::new();
+    let git_dir = fx.dir.path().join("checked.git");
+    let fetched = fx
+        .verified(branch("master"), VerificationMode::Head)
+        .fetch_into_blocking(&git_dir)
+        .unwrap();
+    assert_eq!(fetched.commit, fx.commits["c1"]);
+
+    let err = fx
+        .verified(branch("mallory"), VerificationMode::Head)
+        .fetch_into_blocking(&fx.dir.path().join("refused.git"))
+        .unwrap_err();
+    let GitError::Verification { error, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(
+        matches!(&**error, VerifyError::NoMatchingKey { .. }),
+        "{err}"
+    );
 }
