@@ -19,8 +19,10 @@
 //! an annotated tag without its trailing signature block (both split by gix). Signatures may be
 //! made by the primary key or by a signing subkey bound to it. Only OpenPGP signatures are
 //! verified: SSH and X.509 (gpgsm) signatures are refused with [`VerifyError::UnsupportedSignature`].
-//! Key expiry and revocation are checked as far as the key block says (a revoked primary key or
-//! subkey does not verify); trust levels do not exist here: every key in the Secret is trusted.
+//! What the key block says about validity is checked: a revoked primary key or subkey does not
+//! verify, nor does a signature made after the key (or subkey) expired (by the newest
+//! self-signature's expiry) or a signature whose own expiry time has passed. Trust levels do not
+//! exist here: every key in the Secret is trusted.
 
 use std::fmt;
 use std::sync::Arc;
@@ -450,8 +452,10 @@ impl Keyring {
                     let result = if !key.details.revocation_signatures.is_empty() {
                         Err("the key is revoked".to_string())
                     } else {
-                        sig.verify(&key.primary_key, payload)
-                            .map_err(|e| e.to_string())
+                        valid_when_made(sig, primary_expiry(key)).and_then(|()| {
+                            sig.verify(&key.primary_key, payload)
+                                .map_err(|e| e.to_string())
+                        })
                     };
                     match result {
                         Ok(()) => return Ok(verified(&key.primary_key)),
@@ -465,6 +469,7 @@ impl Keyring {
                         continue;
                     }
                     let result = signing_subkey(key, sub)
+                        .and_then(|expires| valid_when_made(sig, expires))
                         .and_then(|()| sig.verify(&sub.key, payload).map_err(|e| e.to_string()));
                     match result {
                         Ok(()) => return Ok(verified(&sub.key)),
@@ -521,11 +526,12 @@ fn issued_by(sig: &Signature, key: &impl KeyDetails) -> bool {
 }
 
 /// A subkey may sign for its primary key when it is bound to it, flagged for signing, and neither
-/// it nor the primary key is revoked.
+/// it nor the primary key is revoked. Returns when it expires (the earlier of its own and the
+/// primary key's expiry, Unix seconds).
 fn signing_subkey(
     primary: &SignedPublicKey,
     sub: &pgp::composed::SignedPublicSubKey,
-) -> Result<(), String> {
+) -> Result<Option<u64>, String> {
     if !primary.details.revocation_signatures.is_empty() {
         return Err("the primary key is revoked".into());
     }
@@ -544,7 +550,67 @@ fn signing_subkey(
         return Err("the subkey is not bound for signing".into());
     }
     sub.verify_bindings(&primary.primary_key)
-        .map_err(|e| format!("the subkey's binding to its primary key does not verify: {e}"))
+        .map_err(|e| format!("the subkey's binding to its primary key does not verify: {e}"))?;
+    let bindings = sub
+        .signatures
+        .iter()
+        .filter(|s| s.typ() == Some(SignatureType::SubkeyBinding));
+    match (
+        primary_expiry(primary),
+        expiry(sub.key.created_at(), bindings),
+    ) {
+        (Some(a), Some(b)) => Ok(Some(a.min(b))),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// When the primary key expires (Unix seconds), by its newest self-signature; `None` if never.
+fn primary_expiry(key: &SignedPublicKey) -> Option<u64> {
+    let self_sigs = key
+        .details
+        .direct_signatures
+        .iter()
+        .chain(key.details.users.iter().flat_map(|u| u.signatures.iter()))
+        .filter(|s| issued_by(s, &key.primary_key));
+    expiry(key.primary_key.created_at(), self_sigs)
+}
+
+/// When a key created at `created` expires by the newest of `self_sigs` (Unix seconds).
+fn expiry<'a>(
+    created: pgp::types::Timestamp,
+    self_sigs: impl Iterator<Item = &'a Signature>,
+) -> Option<u64> {
+    let newest = self_sigs
+        .filter_map(|s| s.created().map(|c| (c.as_secs(), s)))
+        .max_by_key(|(c, _)| *c)?
+        .1;
+    let seconds = newest.key_expiration_time()?.as_secs();
+    (seconds > 0).then(|| u64::from(created.as_secs()) + u64::from(seconds))
+}
+
+/// The signature was made while its key was valid, and has not expired itself.
+fn valid_when_made(sig: &Signature, key_expiry: Option<u64>) -> Result<(), String> {
+    let Some(made) = sig.created().map(|t| u64::from(t.as_secs())) else {
+        return Ok(());
+    };
+    if let Some(expiry) = key_expiry
+        && made > expiry
+    {
+        return Err(format!(
+            "the key expired (at Unix time {expiry}) before the signature was made ({made})"
+        ));
+    }
+    if let Some(lifetime) = sig.signature_expiration_time().map(|d| d.as_secs())
+        && lifetime > 0
+    {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if made + u64::from(lifetime) < now {
+            return Err("the signature has expired".into());
+        }
+    }
+    Ok(())
 }
 
 /// The issuer fingerprints of a signature, else its issuer key IDs, as uppercase hex.
@@ -709,6 +775,27 @@ mod tests {
         let err = ring.verify_tag("v0", unsigned).unwrap_err();
         assert!(matches!(err, VerifyError::NotSigned { .. }), "{err}");
         assert_eq!(err.reason(), "InvalidGitObject");
+    }
+
+    #[test]
+    fn signatures_made_after_the_key_expired_are_refused() {
+        // Dave's key was made at 2024-01-01T00:00Z and set to expire 25 hours later.
+        let dave = include_str!("../testdata/git_verify/dave_expires.asc");
+        let ring = keyring(&[("dave.asc", dave)]);
+        let object = || SignedObject::Commit("abc".into());
+        let in_time = include_bytes!("../testdata/git_verify/payload_signed_dave_in_time.asc");
+        let v = ring
+            .verify_detached(object(), in_time, b"payload\n")
+            .unwrap();
+        assert_eq!(v.fingerprint, "0028C7B3BE17E3CCF22AA9320FFC2EDC70DF5D63");
+        let late = include_bytes!("../testdata/git_verify/payload_signed_dave_after_expiry.asc");
+        let err = ring
+            .verify_detached(object(), late, b"payload\n")
+            .unwrap_err();
+        assert!(
+            matches!(&err, VerifyError::BadSignature { reason, .. } if reason.contains("expired")),
+            "{err}"
+        );
     }
 
     #[test]
