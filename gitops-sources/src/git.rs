@@ -13,8 +13,8 @@
 //!    [`ArtifactStore::archive_dir`].
 //!
 //! With the `git-verify` feature, `GitSource::with_verification` checks the OpenPGP signature
-//! of the fetched commit and/or annotated tag between steps 3's fetch and its archive (Flux's
-//! `spec.verify`, see [`git_verify`](crate::git_verify)); a failure stores nothing.
+//! of the fetched commit and/or annotated tag after step 3's fetch, before the tree is written
+//! (Flux's `spec.verify`, see `crate::git_verify`); a failure stores nothing.
 //!
 //! Transports: `file://`, `git://`, `http://`, `https://` and `ssh://` (also scp-like
 //! `user@host:path`). SSH runs the system `ssh` program (OpenSSH) with the identity and
