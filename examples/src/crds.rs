@@ -38,6 +38,9 @@ pub struct GitRepositorySpec {
     /// Secret with `username`/`password` or `bearerToken`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalObjectReference>,
+    /// OpenPGP signature verification of the commit and/or tag (Flux's `spec.verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<GitRepositoryVerification>,
     /// Poll period (Go duration).
     pub interval: String,
     /// Stop reconciling.
@@ -48,6 +51,19 @@ pub struct GitRepositorySpec {
     /// waits (Ready=False, `IncludeUnavailable`) until each is Ready with an artifact.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<gitops_sources::git::GitRepositoryInclude>,
+}
+
+/// `GitRepository.spec.verify`, Flux's `GitRepositoryVerification`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitRepositoryVerification {
+    /// `HEAD` (the default; also `head`), `Tag` or `TagAndHEAD`. Kept as text so that a bad value
+    /// is a reconcile error on the object rather than an object the watch cannot read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Secret whose values are ASCII-armored OpenPGP public keys (Flux: keys ending in `.asc`;
+    /// `.sshpub` SSH keys are skipped, SSH signatures are not supported).
+    pub secret_ref: LocalObjectReference,
 }
 
 /// A reference to an object in the same namespace.

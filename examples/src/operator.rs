@@ -372,14 +372,21 @@ pub trait SourceKind:
     fn helm_repository(&self) -> Option<&HelmChartSourceRef> {
         None
     }
-    /// Builds the source from the spec, the data of the Secret (`None` without `secretRef`) and
-    /// the HelmRepository of [`SourceKind::helm_repository`]. Errors are a message and whether
-    /// retrying may help.
+    /// The Secret of `spec.verify.secretRef` (GitRepository's public keys), read before
+    /// [`SourceKind::source`] and handed to it; `None` without signature verification.
+    fn verification_secret_name(&self) -> Option<&str> {
+        None
+    }
+    /// Builds the source from the spec, the data of the Secret (`None` without `secretRef`),
+    /// the HelmRepository of [`SourceKind::helm_repository`] and the Secret of
+    /// [`SourceKind::verification_secret_name`]. Errors are a message and whether retrying may
+    /// help.
     fn source(
         &self,
         key: ArtifactKey,
         secret: Option<&Secret>,
         repository: Option<&HelmRepository>,
+        verification: Option<&Secret>,
     ) -> Result<Box<dyn Source>, (String, bool)>;
     /// GitRepository's `spec.include` (empty for other kinds).
     fn includes(&self) -> &[GitRepositoryInclude] {
@@ -392,9 +399,10 @@ pub trait SourceKind:
         key: ArtifactKey,
         secret: Option<&Secret>,
         repository: Option<&HelmRepository>,
+        verification: Option<&Secret>,
         _includes: Vec<Include>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
-        self.source(key, secret, repository)
+        self.source(key, secret, repository, verification)
     }
 }
 
@@ -443,6 +451,12 @@ impl SourceKind for GitRepository {
     fn secret_name(&self) -> Option<&str> {
         self.spec.secret_ref.as_ref().map(|r| r.name.as_str())
     }
+    fn verification_secret_name(&self) -> Option<&str> {
+        self.spec
+            .verify
+            .as_ref()
+            .map(|v| v.secret_ref.name.as_str())
+    }
     fn status(&self) -> Option<&SourceStatus> {
         self.status.as_ref()
     }
@@ -451,8 +465,9 @@ impl SourceKind for GitRepository {
         key: ArtifactKey,
         secret: Option<&Secret>,
         _repository: Option<&HelmRepository>,
+        verification: Option<&Secret>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
-        Ok(Box::new(self.git_source(key, secret)?))
+        Ok(Box::new(self.git_source(key, secret, verification)?))
     }
     fn includes(&self) -> &[GitRepositoryInclude] {
         &self.spec.include
@@ -462,10 +477,11 @@ impl SourceKind for GitRepository {
         key: ArtifactKey,
         secret: Option<&Secret>,
         _repository: Option<&HelmRepository>,
+        verification: Option<&Secret>,
         includes: Vec<Include>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
         let source = self
-            .git_source(key, secret)?
+            .git_source(key, secret, verification)?
             .with_includes(includes)
             .map_err(|e| (e.to_string(), e.is_retryable()))?;
         Ok(Box::new(source))
@@ -473,11 +489,13 @@ impl SourceKind for GitRepository {
 }
 
 impl GitRepository {
-    /// The GitSource of the spec and the credentials of the Secret.
+    /// The GitSource of the spec, the credentials of the Secret and the public keys of the
+    /// verification Secret.
     fn git_source(
         &self,
         key: ArtifactKey,
         secret: Option<&Secret>,
+        verification: Option<&Secret>,
     ) -> Result<GitSource, (String, bool)> {
         let auth = match secret {
             None => GitAuth::None,
@@ -523,6 +541,12 @@ impl GitRepository {
                 .with_ca_certificate(&ca)
                 .map_err(|e| (e.to_string(), e.is_retryable()))?;
         }
+        let source = match (&self.spec.verify, verification) {
+            (Some(verify), Some(secret)) => source
+                .with_verification(git_verification(verify, secret)?)
+                .map_err(|e| (format!("secret '{}': {e}", secret_name_of(secret)), false))?,
+            _ => source,
+        };
         Ok(source)
     }
 }
@@ -550,6 +574,7 @@ impl SourceKind for OCIRepository {
         key: ArtifactKey,
         secret: Option<&Secret>,
         _repository: Option<&HelmRepository>,
+        _verification: Option<&Secret>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
         let auth = match secret {
             None => OciAuth::Anonymous,
@@ -602,6 +627,7 @@ impl SourceKind for Bucket {
         key: ArtifactKey,
         secret: Option<&Secret>,
         _repository: Option<&HelmRepository>,
+        _verification: Option<&Secret>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
         let auth = match secret {
             None => BucketAuth::Anonymous,
@@ -667,6 +693,7 @@ impl SourceKind for HelmChart {
         key: ArtifactKey,
         secret: Option<&Secret>,
         repository: Option<&HelmRepository>,
+        _verification: Option<&Secret>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
         let repository = repository.ok_or_else(|| {
             (
@@ -762,6 +789,14 @@ async fn reconcile_source<K: SourceKind>(
     condition::remove_condition(&mut conds.conditions, INCLUDE_UNAVAILABLE);
     let included_artifacts: Vec<_> = includes.iter().map(|i| i.artifact.clone()).collect();
     let result = fetch_source(src.as_ref(), &kind_name, &ns, &name, &ctx, &old, includes).await;
+    source_verified(
+        &mut conds.conditions,
+        src.verification_secret_name().is_some(),
+        result
+            .as_ref()
+            .map(Fetched::artifact)
+            .map_err(|(m, _)| m.as_str()),
+    );
     let next = match result {
         Ok(fetched) => {
             let mut artifact = fetched.artifact().clone();
@@ -851,6 +886,91 @@ async fn resolve_includes<K: SourceKind>(
     Ok(Ok(out))
 }
 
+/// Flux's `SourceVerified` condition type.
+const SOURCE_VERIFIED: &str = "SourceVerified";
+
+/// Sets Flux's `SourceVerified` condition from a fetch: True with the verified objects and keys
+/// (from the artifact's metadata), False with the failure's reason when verification failed,
+/// unchanged after other failures, removed without `spec.verify`.
+fn source_verified(
+    conditions: &mut Vec<gitops_core::Condition>,
+    configured: bool,
+    outcome: Result<&gitops_core::Artifact, &str>,
+) {
+    use gitops_sources::git::{METADATA_VERIFIED_FINGERPRINT, METADATA_VERIFIED_TAG_FINGERPRINT};
+    if !configured {
+        condition::remove_condition(conditions, SOURCE_VERIFIED);
+        return;
+    }
+    match outcome {
+        Ok(artifact) => {
+            let meta = &artifact.metadata;
+            let mut lines = Vec::new();
+            if let Some(key) = meta.get(METADATA_VERIFIED_TAG_FINGERPRINT) {
+                let tag = artifact.revision.pointer().unwrap_or_default();
+                lines.push(format!("tag '{tag}' with key '{key}'"));
+            }
+            if let Some(key) = meta.get(METADATA_VERIFIED_FINGERPRINT) {
+                let commit = artifact.revision.digest().hex();
+                lines.push(format!("commit '{commit}' with key '{key}'"));
+            }
+            if !lines.is_empty() {
+                let message = format!("verified signature of\n\t- {}", lines.join("\n\t- "));
+                condition::set_condition(
+                    conditions,
+                    SOURCE_VERIFIED,
+                    Status::True,
+                    reason::SUCCEEDED,
+                    message,
+                );
+            }
+        }
+        Err(message) => {
+            // GitError::Verification messages carry the reason as `…: <Reason>: …`.
+            let reason = gitops_sources::git_verify::REASONS
+                .into_iter()
+                .find(|r| message.contains(&format!(": {r}: ")));
+            if let Some(reason) = reason {
+                condition::set_condition(
+                    conditions,
+                    SOURCE_VERIFIED,
+                    Status::False,
+                    reason,
+                    message.to_string(),
+                );
+            }
+        }
+    }
+}
+
+/// The verification options of a GitRepository: the mode and the public keys of its Secret
+/// (every value but `*.sshpub` ones, as Flux reads PGP keys).
+fn git_verification(
+    verify: &crate::crds::GitRepositoryVerification,
+    secret: &Secret,
+) -> Result<gitops_sources::git_verify::GitVerification, (String, bool)> {
+    use gitops_sources::git_verify::{GitVerification, VerificationMode};
+    let mode = VerificationMode::parse(verify.mode.as_deref().unwrap_or_default())
+        .map_err(|e| (format!("spec.verify.mode: {e}"), false))?;
+    let mut names: Vec<String> = secret
+        .data
+        .iter()
+        .flat_map(|d| d.keys())
+        .chain(secret.string_data.iter().flat_map(|d| d.keys()))
+        .filter(|k| !k.ends_with(".sshpub"))
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    let public_keys = names
+        .into_iter()
+        .filter_map(|k| {
+            secret_value(secret, &k).map(|v| (k, String::from_utf8_lossy(&v).into_owned()))
+        })
+        .collect();
+    Ok(GitVerification { mode, public_keys })
+}
+
 async fn fetch_source<K: SourceKind>(
     src: &K,
     kind_name: &str,
@@ -900,8 +1020,27 @@ async fn fetch_source<K: SourceKind>(
             Some(secret)
         }
     };
+    let verification = match src.verification_secret_name() {
+        None => None,
+        Some(secret_name) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+            let secret = secrets.get(secret_name).await.map_err(|e| {
+                (
+                    format!("verification secret '{ns}/{secret_name}': {e}"),
+                    true,
+                )
+            })?;
+            Some(secret)
+        }
+    };
     let key = ArtifactKey::new(kind_name, ns, name).map_err(|e| (e.to_string(), false))?;
-    let source = src.source_with_includes(key, secret.as_ref(), repository.as_ref(), includes)?;
+    let source = src.source_with_includes(
+        key,
+        secret.as_ref(),
+        repository.as_ref(),
+        verification.as_ref(),
+        includes,
+    )?;
     source
         .fetch(&ctx.store, old.artifact.as_ref())
         .await
@@ -1104,4 +1243,119 @@ pub fn table<const N: usize>(headers: [&str; N], rows: &[[String; N]]) -> String
         line(r.iter().map(String::as_str).collect(), &mut out);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    fn artifact(revision: &str, metadata: serde_json::Value) -> gitops_core::Artifact {
+        serde_json::from_value(serde_json::json!({
+            "revision": revision,
+            "digest": format!("sha256:{}", "0".repeat(64)),
+            "path": "gitrepository/default/x/a.tar.gz",
+            "url": "http://127.0.0.1/a.tar.gz",
+            "lastUpdateTime": "2024-01-01T00:00:00Z",
+            "metadata": metadata,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn git_repository_reads_flux_verify() {
+        let repo: GitRepository = serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "app", "namespace": "default"},
+            "spec": {"url": "https://example.invalid/app.git", "interval": "1m",
+                     "ref": {"tag": "v1.0.0"},
+                     "verify": {"mode": "TagAndHEAD", "secretRef": {"name": "pgp-keys"}}}
+        }))
+        .unwrap();
+        assert_eq!(repo.verification_secret_name(), Some("pgp-keys"));
+        let verify = repo.spec.verify.clone().unwrap();
+        assert_eq!(verify.mode.as_deref(), Some("TagAndHEAD"));
+
+        let secret = Secret {
+            data: Some(
+                [
+                    ("b.asc", "B"),
+                    ("a.asc", "A"),
+                    ("legacy", "L"),
+                    ("author.sshpub", "ssh-ed25519 AAAA"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+            ),
+            ..Default::default()
+        };
+        let v = git_verification(&verify, &secret).unwrap();
+        assert_eq!(
+            v.mode,
+            gitops_sources::git_verify::VerificationMode::TagAndHead
+        );
+        let names: Vec<&str> = v.public_keys.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["a.asc", "b.asc", "legacy"]);
+
+        let bad = crate::crds::GitRepositoryVerification {
+            mode: Some("tag".into()),
+            ..verify
+        };
+        let (message, retryable) = git_verification(&bad, &secret).unwrap_err();
+        assert!(message.contains("spec.verify.mode"), "{message}");
+        assert!(!retryable);
+
+        // The keys are parsed when the source is built: a bad one names its Secret key.
+        let err = match repo.source(
+            ArtifactKey::new("GitRepository", "default", "app").unwrap(),
+            None,
+            None,
+            Some(&secret),
+        ) {
+            Ok(_) => panic!("keys that are no keys were accepted"),
+            Err(e) => e,
+        };
+        assert!(err.0.contains("\"a.asc\""), "{}", err.0);
+        assert!(!err.1);
+    }
+
+    #[test]
+    fn source_verified_condition_follows_the_fetch() {
+        let commit = "c9a3701755081960c4a1172c7b66c4ed209fe911";
+        let mut conditions = Vec::new();
+        let verified = artifact(
+            &format!("v1@sha1:{commit}"),
+            serde_json::json!({
+                "verified.mode": "TagAndHEAD",
+                "verified.fingerprint": "AAAA",
+                "verified.tag.fingerprint": "BBBB",
+            }),
+        );
+        source_verified(&mut conditions, true, Ok(&verified));
+        let c = condition::find_condition(&conditions, SOURCE_VERIFIED).unwrap();
+        assert_eq!(c.status, Status::True);
+        assert_eq!(
+            c.message,
+            format!(
+                "verified signature of\n\t- tag 'v1' with key 'BBBB'\n\t- commit '{commit}' with key 'AAAA'"
+            )
+        );
+
+        // A network failure leaves it; a verification failure turns it False with its reason.
+        source_verified(&mut conditions, true, Err("git repository x: timed out"));
+        let c = condition::find_condition(&conditions, SOURCE_VERIFIED).unwrap();
+        assert_eq!(c.status, Status::True);
+        let failure = "git repository file:///r: branch \"main\": InvalidCommitSignature: commit 'abc' is not signed";
+        source_verified(&mut conditions, true, Err(failure));
+        let c = condition::find_condition(&conditions, SOURCE_VERIFIED).unwrap();
+        assert_eq!(c.status, Status::False);
+        assert_eq!(c.reason, "InvalidCommitSignature");
+        assert_eq!(c.message, failure);
+
+        // Without spec.verify the condition goes away.
+        source_verified(&mut conditions, false, Ok(&verified));
+        assert!(condition::find_condition(&conditions, SOURCE_VERIFIED).is_none());
+    }
 }

@@ -12,6 +12,10 @@
 //!    minus the [`sourceignore`](crate::sourceignore) exclusions, with
 //!    [`ArtifactStore::archive_dir`].
 //!
+//! With the `git-verify` feature, `GitSource::with_verification` checks the OpenPGP signature
+//! of the fetched commit and/or annotated tag after step 3's fetch, before the tree is written
+//! (Flux's `spec.verify`, see `crate::git_verify`); a failure stores nothing.
+//!
 //! Transports: `file://`, `git://`, `http://`, `https://` and `ssh://` (also scp-like
 //! `user@host:path`). SSH runs the system `ssh` program (OpenSSH) with the identity and
 //! `known_hosts` of [`GitAuth::Ssh`], written to a private temporary folder for the duration of
@@ -90,6 +94,24 @@ pub const METADATA_COMMIT_SUBJECT: &str = "commit.subject";
 /// (`default` or the sha256 of `spec.ignore`), Flux's `status.observedIgnore`: a changed value
 /// forces a new artifact even when the commit is the same.
 pub const METADATA_IGNORE: &str = "ignore.digest";
+
+/// Artifact metadata key holding a fingerprint of the signature verification the artifact was
+/// built with (sha256 of `spec.verify.mode` and the public keys); absent without verification. Like
+/// [`METADATA_IGNORE`], a changed value forces a new fetch even when the commit is the same, so an
+/// artifact of an unverified spec is never reused once verification is turned on (Flux's
+/// `status.sourceVerificationMode` check).
+pub const METADATA_VERIFY: &str = "verify.digest";
+
+/// Artifact metadata key holding the verification mode that passed (`HEAD`, `Tag`, `TagAndHEAD`).
+pub const METADATA_VERIFIED_MODE: &str = "verified.mode";
+
+/// Artifact metadata key holding the fingerprint (uppercase hex) of the primary key whose
+/// signature on the commit verified (modes `HEAD` and `TagAndHEAD`).
+pub const METADATA_VERIFIED_FINGERPRINT: &str = "verified.fingerprint";
+
+/// Artifact metadata key holding the fingerprint of the primary key whose signature on the tag
+/// object verified (modes `Tag` and `TagAndHEAD`).
+pub const METADATA_VERIFIED_TAG_FINGERPRINT: &str = "verified.tag.fingerprint";
 
 /// The local ref a fetched commit is stored under in the temporary repository.
 const FETCH_REF: &str = "refs/heads/gitops-fetch";
@@ -380,6 +402,20 @@ pub enum GitError {
         /// The store's error.
         source: StoreError,
     },
+    /// Signature verification (`spec.verify`) failed: no artifact was written. Terminal until
+    /// the keys, the spec or the upstream object change. The message carries the
+    /// [`reason`](crate::git_verify::VerifyError::reason) Flux gives `SourceVerified=False`.
+    #[cfg(feature = "git-verify")]
+    #[error("git repository {url}: {reference}: {}: {error}", error.reason())]
+    Verification {
+        /// The URL, redacted.
+        url: String,
+        /// The reference.
+        reference: String,
+        /// What failed (part of the message, not a separate `source()`, so that error chains
+        /// print it once).
+        error: Box<crate::git_verify::VerifyError>,
+    },
     /// The blocking task running gix failed unexpectedly. Retryable.
     #[error("git repository {url}: {reference}: fetch task failed: {message}")]
     Task {
@@ -438,6 +474,10 @@ impl GitError {
     pub fn is_retryable(&self) -> bool {
         if let GitError::Submodule { retryable, .. } = self {
             return *retryable;
+        }
+        #[cfg(feature = "git-verify")]
+        if matches!(self, GitError::Verification { .. }) {
+            return false;
         }
         !matches!(
             self,
@@ -523,6 +563,9 @@ pub struct GitSource {
     includes: Vec<include::CheckedInclude>,
     /// Extra trusted roots for HTTPS (Flux's `ca.crt`), DER; empty for none.
     ca_certificates: Vec<reqwest::Certificate>,
+    /// Signature verification, see [`GitSource::with_verification`].
+    #[cfg(feature = "git-verify")]
+    verification: Option<Verifier>,
 }
 
 impl fmt::Debug for GitSource {
@@ -628,6 +671,8 @@ impl GitSource {
             timeout,
             includes: Vec::new(),
             ca_certificates: Vec::new(),
+            #[cfg(feature = "git-verify")]
+            verification: None,
         })
     }
 
@@ -707,6 +752,8 @@ impl GitSource {
             timeout,
             includes: Vec::new(),
             ca_certificates: Vec::new(),
+            #[cfg(feature = "git-verify")]
+            verification: None,
         })
     }
 
@@ -785,7 +832,8 @@ impl GitSource {
 
     /// Fetches the selected commit into a new bare repository at `git_dir` (created; it must not
     /// exist or be empty) with depth 1 and reports it. This is the first half of
-    /// [`Source::fetch`], without the artifact.
+    /// [`Source::fetch`], without the artifact (signatures are verified when the source has
+    /// verification, feature `git-verify`).
     ///
     /// Blocking: call it from a blocking thread. Not bound by the timeout.
     pub fn fetch_into_blocking(&self, git_dir: &Path) -> Result<FetchedCommit, GitError> {
@@ -793,7 +841,9 @@ impl GitSource {
         let repo = self.init_repo(git_dir, ssh.as_ref())?;
         let target = self.ssh_checked(ssh.as_ref(), self.resolve(&repo))?;
         let fetched = self.download(&repo, &target, &AtomicBool::new(false));
-        self.ssh_checked(ssh.as_ref(), fetched)
+        let fetched = self.ssh_checked(ssh.as_ref(), fetched)?;
+        self.verify_fetched(&repo, &target, &fetched)?;
+        Ok(fetched)
     }
 
     /// The whole fetch, on a blocking thread.
@@ -818,8 +868,11 @@ impl GitSource {
             let revision = self.revision(target.pointer.as_deref(), target.commit);
             let same_ignore =
                 last.metadata.get(METADATA_IGNORE).map(String::as_str) == Some(&ignore_fingerprint);
+            let same_verify =
+                last.metadata.get(METADATA_VERIFY).map(String::as_str) == self.verify_digest();
             if last.has_revision(&revision)
                 && same_ignore
+                && same_verify
                 && include::same_content_config(last, &content_metadata)
                 && store.has(last)
             {
@@ -834,6 +887,8 @@ impl GitSource {
         let fetched = self.ssh_checked(ssh.as_ref(), self.download(&repo, &target, interrupt))?;
         // The key leaves the disk as soon as the network part is done.
         drop(ssh);
+        // Before anything is written: a failed verification leaves no artifact.
+        let verified = self.verify_fetched(&repo, &target, &fetched)?;
         let tree_dir = dir.path().join("tree");
         let commit_id = ObjectId::from_hex(fetched.commit.as_bytes())
             .map_err(|e| self.task_error(&e.to_string()))?;
@@ -873,6 +928,7 @@ impl GitSource {
             (METADATA_IGNORE.to_string(), ignore_fingerprint),
         ]);
         artifact.metadata.extend(content_metadata);
+        artifact.metadata.extend(verified);
         tracing::info!(
             url = %self.redacted_url,
             revision = %artifact.revision,
@@ -1378,6 +1434,167 @@ impl GitSource {
             reference: self.reference.clone(),
             message: scrub(message, &self.spec.url, &self.redacted_url, &self.secrets),
         }
+    }
+}
+
+// Signature verification (feature `git-verify`): the options, the shortcut's digest, and the
+// check between the fetch and the artifact. The verification itself is in `crate::git_verify`.
+
+/// The parsed verification options of a [`GitSource`].
+#[cfg(feature = "git-verify")]
+#[derive(Clone, Debug)]
+struct Verifier {
+    mode: crate::git_verify::VerificationMode,
+    keyring: crate::git_verify::Keyring,
+    /// [`METADATA_VERIFY`] of artifacts built with it.
+    digest: String,
+}
+
+impl GitSource {
+    /// Requires valid OpenPGP signatures on what is fetched, as Flux's `spec.verify`: the commit
+    /// (`HEAD`), the annotated tag object (`Tag`) or both, signed by any of `public_keys`. Parses
+    /// the keys now: a value that is not an armored public key is a
+    /// [`GitError::Verification`] naming its Secret data key.
+    ///
+    /// After a verified fetch the artifact's metadata holds [`METADATA_VERIFY`],
+    /// [`METADATA_VERIFIED_MODE`] and [`METADATA_VERIFIED_FINGERPRINT`] and/or
+    /// [`METADATA_VERIFIED_TAG_FINGERPRINT`]; a failed verification stores nothing and is
+    /// terminal.
+    #[cfg(feature = "git-verify")]
+    pub fn with_verification(
+        mut self,
+        verification: crate::git_verify::GitVerification,
+    ) -> Result<GitSource, GitError> {
+        let keyring = crate::git_verify::Keyring::parse(
+            verification
+                .public_keys
+                .iter()
+                .map(|(name, armored)| (name.as_str(), armored.as_str())),
+        )
+        .map_err(|e| self.verification_error(e))?;
+        let mut text = format!("mode={}\n", verification.mode);
+        let mut keys: Vec<&(String, String)> = verification.public_keys.iter().collect();
+        keys.sort();
+        for (name, armored) in keys {
+            text.push_str(&format!(
+                "{name}={}\n",
+                Digest::sha256_of(armored.as_bytes())
+            ));
+        }
+        self.verification = Some(Verifier {
+            mode: verification.mode,
+            keyring,
+            digest: Digest::sha256_of(text.as_bytes()).to_string(),
+        });
+        Ok(self)
+    }
+
+    /// [`METADATA_VERIFY`] for this source's artifacts, `None` without verification.
+    fn verify_digest(&self) -> Option<&str> {
+        #[cfg(feature = "git-verify")]
+        if let Some(v) = &self.verification {
+            return Some(v.digest.as_str());
+        }
+        None
+    }
+
+    #[cfg(feature = "git-verify")]
+    fn verification_error(&self, error: crate::git_verify::VerifyError) -> GitError {
+        GitError::Verification {
+            url: self.redacted_url.clone(),
+            reference: self.reference.clone(),
+            error: Box::new(error),
+        }
+    }
+
+    /// Verifies the fetched commit and/or tag object; returns the artifact metadata to add
+    /// (nothing without verification).
+    #[cfg_attr(not(feature = "git-verify"), allow(unused_variables))]
+    fn verify_fetched(
+        &self,
+        repo: &gix::Repository,
+        target: &Target,
+        fetched: &FetchedCommit,
+    ) -> Result<BTreeMap<String, String>, GitError> {
+        #[allow(unused_mut)]
+        let mut metadata = BTreeMap::new();
+        #[cfg(feature = "git-verify")]
+        if let Some(v) = &self.verification {
+            use crate::git_verify::{SignedObject, VerifyError};
+            let err = |e: VerifyError| self.verification_error(e);
+            let read = |id: ObjectId, object: &SignedObject| {
+                repo.find_object(id)
+                    .map(|o| (o.kind, o.data.clone()))
+                    .map_err(|e| {
+                        err(VerifyError::Object {
+                            object: object.clone(),
+                            reason: self.chain(&e),
+                        })
+                    })
+            };
+            if v.mode.verifies_tag() {
+                // The tag the reference names (semver picks one; a `refs/tags/` name is one).
+                let tag = match &self.selector {
+                    Selector::Tag(_) | Selector::Semver(_) => target.pointer.clone(),
+                    Selector::Name(n) => n.strip_prefix("refs/tags/").map(str::to_string),
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    err(VerifyError::NoTagReference {
+                        mode: v.mode,
+                        reference: self.reference.clone(),
+                    })
+                })?;
+                let object = SignedObject::Tag(tag.clone());
+                // The fetch stored the ref's own target: the tag object for an annotated tag,
+                // the commit for a lightweight one.
+                let id = repo
+                    .find_reference(FETCH_REF)
+                    .map_err(|e| {
+                        err(VerifyError::Object {
+                            object: object.clone(),
+                            reason: self.chain(&e),
+                        })
+                    })?
+                    .target()
+                    .try_id()
+                    .map(ToOwned::to_owned)
+                    .ok_or_else(|| {
+                        err(VerifyError::Object {
+                            object: object.clone(),
+                            reason: "the fetched ref is symbolic".into(),
+                        })
+                    })?;
+                let (kind, data) = read(id, &object)?;
+                if kind != gix::object::Kind::Tag {
+                    return Err(err(VerifyError::LightweightTag { tag }));
+                }
+                let verified = v.keyring.verify_tag(&tag, &data).map_err(err)?;
+                tracing::info!(url = %self.redacted_url, %tag, key = %verified.fingerprint, "verified tag signature");
+                metadata.insert(
+                    METADATA_VERIFIED_TAG_FINGERPRINT.to_string(),
+                    verified.fingerprint,
+                );
+            }
+            if v.mode.verifies_head() {
+                let object = SignedObject::Commit(fetched.commit.clone());
+                let id = ObjectId::from_hex(fetched.commit.as_bytes())
+                    .map_err(|e| self.task_error(&e.to_string()))?;
+                let (_, data) = read(id, &object)?;
+                let verified = v
+                    .keyring
+                    .verify_commit(&fetched.commit, &data)
+                    .map_err(err)?;
+                tracing::info!(url = %self.redacted_url, commit = %fetched.commit, key = %verified.fingerprint, "verified commit signature");
+                metadata.insert(
+                    METADATA_VERIFIED_FINGERPRINT.to_string(),
+                    verified.fingerprint,
+                );
+            }
+            metadata.insert(METADATA_VERIFY.to_string(), v.digest.clone());
+            metadata.insert(METADATA_VERIFIED_MODE.to_string(), v.mode.to_string());
+        }
+        Ok(metadata)
     }
 }
 

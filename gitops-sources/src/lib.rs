@@ -5,6 +5,7 @@
 //! | module | what | cargo feature |
 //! | --- | --- | --- |
 //! | [`git`] | [`GitSource`]: Flux's GitRepository over `file://`, `git://` and smart HTTP(S), via gix | `git` (default) |
+//! | [`git_verify`] | OpenPGP signature verification of commits and tags (Flux's GitRepository `spec.verify`) for [`GitSource`], via rpgp | `git-verify` |
 //! | [`bucket`] | [`BucketSource`]: Flux's Bucket over S3-compatible stores, AWS, GCS and Azure Blob, via object_store | `bucket` |
 //! | [`helm`] | `HelmChartSource`: Flux's HelmChart from an HTTP(S) HelmRepository | `helm` |
 //! | [`oci`] | `OciSource`: Flux's OCIRepository, plus `flux push/pull artifact`, via oci-client | `oci` |
@@ -24,6 +25,8 @@
 pub mod bucket;
 #[cfg(feature = "git")]
 pub mod git;
+#[cfg(feature = "git-verify")]
+pub mod git_verify;
 #[cfg(feature = "helm")]
 pub mod helm;
 #[cfg(feature = "oci")]

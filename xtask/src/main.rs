@@ -112,7 +112,7 @@ fn cargo() -> Command {
 }
 
 /// Debian packages the tests use besides the control plane: git (with git-http-backend and
-/// git-daemon), openssl (service-account keys), docker-registry (the OCI registry of the OCI
+/// git-daemon), gpg (signed commits and tags), openssl (service-account keys), docker-registry (the OCI registry of the OCI
 /// source tests) and apache2-utils (`htpasswd` for its basic auth); PyPI's moto
 /// (`moto_server`, the S3 API of the Bucket source tests, also serving the GCS XML API requests
 /// of the `gcp` provider tests); and npm's Azurite (`azurite-blob`, the Azure Blob emulator of
@@ -168,6 +168,9 @@ fn ensure_apt_packages() -> Result<()> {
         ("openssl", "openssl"),
         ("docker-registry", "docker-registry"),
         ("htpasswd", "apache2-utils"),
+        // GnuPG signs the commits and tags of the git-verify tests (keys live in its agent).
+        ("gpg", "gpg"),
+        ("gpg-agent", "gpg-agent"),
         // An absolute path: /usr/sbin is not on every user's PATH.
         ("/usr/sbin/sshd", "openssh-server"),
         // For Azurite (installed with npm below).
