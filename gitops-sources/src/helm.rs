@@ -1,5 +1,7 @@
 //! The Helm source: Flux's HelmChart (`source.toolkit.fluxcd.io/v1`) pulled from an HTTP(S)
-//! HelmRepository (`type: default`), over reqwest with rustls (ring provider).
+//! HelmRepository (`type: default`, over reqwest with rustls, ring provider), from an OCI
+//! HelmRepository (`type: oci`, over oci-client, see [below](#oci-helm-repositories)), or
+//! packaged from a folder of a GitRepository or Bucket artifact ([`build_chart_from_artifact`]).
 //!
 //! [`HelmChartSource`] implements [`gitops_core::Source`]. One fetch, as Flux's source-controller
 //! and Helm's `repo` package do:
@@ -34,6 +36,29 @@
 //!
 //! Errors ([`HelmError`]) name the URL they concern (user info stripped) and never the
 //! password; [`HelmError::is_retryable`] splits network trouble from content that has to change.
+//!
+//! # OCI Helm repositories
+//!
+//! With `type: oci` and `url: oci://host/path`, the chart `podinfo` lives in the OCI repository
+//! `host/path/podinfo`, one tag per version, as `helm push` stores it. A fetch, as
+//! source-controller's `OCIChartRepository` does:
+//!
+//! 1. when [`HelmChartSpec::version`] is one exact semver version, that tag is used without
+//!    listing tags; otherwise every tag is listed, read as a version with `_` taken for `+`
+//!    (OCI tags cannot hold `+`, Helm writes `_`), and the newest that satisfies the range is
+//!    selected (pre-releases as for HTTP repositories); none: [`HelmError::NoMatchingVersion`]
+//!    naming the range and the tags;
+//! 2. the tag's manifest is read: its config must have [`HELM_CONFIG_MEDIA_TYPE`] and it must
+//!    have a layer of [`HELM_CHART_CONTENT_MEDIA_TYPE`] (or Helm's legacy
+//!    `application/tar+gzip`); the layer's sha256 plays the index `digest`'s part in step 3;
+//! 3. the layer (at most [`MAX_CHART_SIZE`] bytes) is downloaded, its sha256 checked against the
+//!    manifest's descriptor, and the chart stored as in step 6 above.
+//!
+//! Credentials: [`HelmAuth::Basic`] (the Secret's `username`/`password`) as registry basic
+//! authentication (also for the registry's token flow); `insecure: true` talks plain HTTP.
+//! Registry errors are [`HelmError::Oci`] ([`OciError`]), scrubbed of the password. The
+//! revision is the chart version, as for HTTP repositories; [`METADATA_REPOSITORY`] is
+//! `oci://host/path/<chart>`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,8 +73,17 @@ use gitops_core::{
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
+use crate::oci::OciError;
 use crate::semver_range::{Range, parse_version};
 use crate::util::{error_chain, go_duration, install_crypto_provider};
+
+mod local;
+mod oci_repo;
+
+pub use local::{
+    MAX_CHART_FILE_SIZE, METADATA_CHART_PATH, METADATA_SOURCE_REVISION, build_chart_from_artifact,
+};
+pub use oci_repo::{HELM_CHART_CONTENT_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE};
 
 /// Flux's default `spec.timeout` of a HelmRepository: the limit for one fetch.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -69,15 +103,44 @@ pub const METADATA_INDEX_DIGEST: &str = "helm.chart.digest";
 /// Artifact metadata key: the repository URL the chart came from.
 pub const METADATA_REPOSITORY: &str = "helm.repository.url";
 
+/// Flux's HelmRepository `spec.type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HelmRepositoryType {
+    /// `default`: an HTTP(S) chart repository with an `index.yaml`.
+    #[default]
+    Default,
+    /// `oci`: charts stored in an OCI registry (`oci://host/path`), one repository per chart,
+    /// one tag per version, as `helm push` stores them.
+    Oci,
+}
+
+impl HelmRepositoryType {
+    fn is_default(&self) -> bool {
+        *self == HelmRepositoryType::Default
+    }
+}
+
 /// A HelmRepository, with the field names of Flux's `HelmRepositorySpec` (camelCase, `timeout`
-/// as a Go duration such as `60s`). Only `type: default` (an HTTP(S) chart repository); OCI Helm
-/// repositories are served by the OCI source.
+/// as a Go duration such as `60s`): `type: default` (an HTTP(S) chart repository) or
+/// `type: oci` (an OCI registry, see [the module documentation](self#oci-helm-repositories)).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HelmRepositorySpec {
-    /// `http(s)://host[:port]/path`, the folder holding `index.yaml`; no user info (credentials
-    /// go in [`HelmAuth`]).
+    /// `http(s)://host[:port]/path`, the folder holding `index.yaml`; for `type: oci`,
+    /// `oci://host[:port]/path` (the chart's repository is `<path>/<chart>`). No user info
+    /// (credentials go in [`HelmAuth`]).
     pub url: String,
+    /// Flux's `type`: `default` (omitted) or `oci`.
+    #[serde(
+        default,
+        rename = "type",
+        skip_serializing_if = "HelmRepositoryType::is_default"
+    )]
+    pub repository_type: HelmRepositoryType,
+    /// `type: oci` only: talk plain HTTP to the registry (Flux's `insecure`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
     /// Send the credentials also to chart URLs on other hosts than `url`'s (Flux's
     /// `passCredentials`); off: only to `url`'s scheme, host and port.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -88,11 +151,12 @@ pub struct HelmRepositorySpec {
 }
 
 /// Flux's `LocalHelmChartSourceReference`: which source object a HelmChart reads. Informational
-/// here: [`HelmChartSource`] is given the [`HelmRepositorySpec`] itself.
+/// here: [`HelmChartSource`] is given the [`HelmRepositorySpec`] itself, and
+/// [`build_chart_from_artifact`] the source's [`Artifact`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HelmChartSourceRef {
-    /// `HelmRepository` (the only kind this module serves).
+    /// `HelmRepository`, `GitRepository` or `Bucket`.
     pub kind: String,
     /// The object's name, in the HelmChart's namespace.
     pub name: String,
@@ -102,15 +166,41 @@ pub struct HelmChartSourceRef {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HelmChartSpec {
-    /// The chart name, a key of the index's `entries`.
+    /// From a HelmRepository: the chart name (a key of the index's `entries`, or the last path
+    /// segment of an OCI chart repository). From a GitRepository or Bucket: the chart folder's
+    /// path in the source artifact, e.g. `./charts/podinfo`.
     pub chart: String,
-    /// Masterminds semver range over the index's versions, e.g. `>=6.0.0 <6.3.0`, `6.2.x`, `^6`;
-    /// empty means [`DEFAULT_VERSION`] (`*`, newest release).
+    /// Masterminds semver range over the repository's versions, e.g. `>=6.0.0 <6.3.0`, `6.2.x`,
+    /// `^6`; empty means [`DEFAULT_VERSION`] (`*`, newest release). Ignored for charts from a
+    /// GitRepository or Bucket, as in Flux.
     #[serde(default = "default_version")]
     pub version: String,
-    /// The HelmRepository this chart comes from.
+    /// The source object this chart comes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ref: Option<HelmChartSourceRef>,
+    /// Flux's `reconcileStrategy`, for charts from a GitRepository or Bucket: when a new
+    /// artifact is made.
+    #[serde(default, skip_serializing_if = "ReconcileStrategy::is_default")]
+    pub reconcile_strategy: ReconcileStrategy,
+}
+
+/// Flux's HelmChart `reconcileStrategy` (charts from a GitRepository or Bucket only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReconcileStrategy {
+    /// `ChartVersion` (default): a new artifact only when the chart's `version` (or name)
+    /// changes; new source revisions with the same chart version keep the artifact.
+    #[default]
+    ChartVersion,
+    /// `Revision`: every source revision makes a new artifact; the version gets the build
+    /// metadata `+<first 12 hex characters of the source revision's digest>` (replacing any
+    /// build metadata it had), as source-controller does.
+    Revision,
+}
+
+impl ReconcileStrategy {
+    fn is_default(&self) -> bool {
+        *self == ReconcileStrategy::ChartVersion
+    }
 }
 
 fn default_version() -> String {
@@ -217,29 +307,47 @@ pub enum HelmError {
         /// The chart name.
         chart: String,
     },
-    /// No version of the chart satisfies the range. Terminal until the index or spec changes.
+    /// No version of the chart satisfies the range. Terminal until the repository or spec
+    /// changes.
     #[error(
-        "helm repository index {url}: no {chart:?} chart version matches {range:?}; versions seen: {}",
+        "helm repository {url}: no {chart:?} chart version matches {range:?}; versions seen: {}",
         seen_list(seen)
     )]
     NoMatchingVersion {
-        /// The index URL.
+        /// The index URL, or for an OCI repository the chart's `oci://` URL.
         url: String,
         /// The chart name.
         chart: String,
         /// The range as given.
         range: String,
-        /// Every version the index lists for the chart, newest first.
+        /// Every version the index lists for the chart (for OCI: every tag), newest first.
         seen: Vec<String>,
     },
-    /// The downloaded chart does not hash to the index's `digest`. Terminal.
+    /// The OCI registry of a `type: oci` HelmRepository failed or refused (authentication,
+    /// missing tag, network, digest mismatch); retryable as [`OciError::is_retryable`] says.
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    /// `spec.chart` of a chart from a GitRepository or Bucket does not name a usable chart
+    /// folder in the source artifact (leaves the artifact, is missing, has no valid
+    /// `Chart.yaml`). Terminal until the spec or the source changes.
+    #[error("helm chart spec.chart {path:?} in source revision {revision}: {reason}")]
+    ChartPath {
+        /// `spec.chart` as given.
+        path: String,
+        /// The source artifact's revision.
+        revision: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The downloaded chart does not hash to the index's `digest` (OCI: the chart layer's
+    /// descriptor). Terminal.
     #[error(
-        "helm chart {url}: digest mismatch: the index says sha256:{expected}, downloaded sha256:{actual}"
+        "helm chart {url}: digest mismatch: the repository says sha256:{expected}, downloaded sha256:{actual}"
     )]
     DigestMismatch {
         /// The chart URL.
         url: String,
-        /// The index's digest (hex).
+        /// The index's (or manifest's) digest (hex).
         expected: String,
         /// What was downloaded (hex).
         actual: String,
@@ -293,6 +401,9 @@ impl HelmError {
     /// Whether trying again later can help (network, server errors, authentication, local
     /// I/O), as opposed to a spec or repository content that has to change.
     pub fn is_retryable(&self) -> bool {
+        if let HelmError::Oci(e) = self {
+            return e.is_retryable();
+        }
         matches!(
             self,
             HelmError::Unavailable { .. }
@@ -359,6 +470,8 @@ pub struct HelmChartSource {
     timeout: Duration,
     limits: ExtractLimits,
     client: reqwest::Client,
+    /// `Some` for a `type: oci` repository.
+    oci: Option<oci_repo::OciChartRepo>,
 }
 
 impl fmt::Debug for HelmChartSource {
@@ -396,6 +509,39 @@ impl HelmChartSource {
             ));
         }
         let what = || format!("url {:?}", repo.url);
+        let version = if chart.version.trim().is_empty() {
+            DEFAULT_VERSION
+        } else {
+            chart.version.as_str()
+        };
+        let range = Range::parse(version)
+            .map_err(|e| invalid(format!("version {version:?}"), &e.reason))?;
+        let timeout = repo.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let is_oci = repo.url.starts_with("oci://");
+        if (repo.repository_type == HelmRepositoryType::Oci) != is_oci {
+            return Err(invalid(
+                what(),
+                "type: oci takes an oci:// URL, type: default an http(s):// one",
+            ));
+        }
+        if is_oci {
+            let oci = oci_repo::OciChartRepo::new(&repo.url, &chart.chart, version, repo.insecure)
+                .map_err(|reason| invalid(what(), &reason))?;
+            let base = Url::parse(&oci.url).map_err(|e| invalid(what(), &e.to_string()))?;
+            let client = build_client(timeout, Vec::new()).map_err(|e| invalid(what(), &e))?;
+            return Ok(HelmChartSource {
+                key,
+                repo,
+                chart,
+                auth,
+                base,
+                range,
+                timeout,
+                limits: ExtractLimits::default(),
+                client,
+                oci: Some(oci),
+            });
+        }
         let mut base = Url::parse(&repo.url).map_err(|e| invalid(what(), &e.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(invalid(what(), "expected an http:// or https:// URL"));
@@ -411,14 +557,6 @@ impl HelmChartSource {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let version = if chart.version.trim().is_empty() {
-            DEFAULT_VERSION
-        } else {
-            chart.version.as_str()
-        };
-        let range = Range::parse(version)
-            .map_err(|e| invalid(format!("version {version:?}"), &e.reason))?;
-        let timeout = repo.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let client = build_client(timeout, Vec::new()).map_err(|e| invalid(what(), &e))?;
         Ok(HelmChartSource {
             key,
@@ -430,6 +568,7 @@ impl HelmChartSource {
             timeout,
             limits: ExtractLimits::default(),
             client,
+            oci: None,
         })
     }
 
@@ -475,8 +614,13 @@ impl HelmChartSource {
     }
 
     /// Downloads the index and selects the chart version (steps 1-2 of the
-    /// [module documentation](self)); the chart itself is not downloaded.
+    /// [module documentation](self)); the chart itself is not downloaded. For a `type: oci`
+    /// repository: lists the tags, selects one and reads its manifest (the `url` is
+    /// `oci://host/path/<chart>:<tag>`, the `digest` the chart layer's sha256).
     pub async fn resolve(&self) -> Result<ChartVersion, HelmError> {
+        if let Some(oci) = &self.oci {
+            return Ok(oci.resolve(&self.auth, self.timeout, &self.range).await?.0);
+        }
         let index_url = self.index_url();
         let bytes = self
             .get(&index_url, true, MAX_INDEX_SIZE, "downloading the index")
@@ -577,6 +721,9 @@ impl HelmChartSource {
         store: &ArtifactStore,
         last: Option<&Artifact>,
     ) -> Result<Fetched, HelmError> {
+        if let Some(oci) = &self.oci {
+            return self.run_oci(oci, store, last).await;
+        }
         let chosen = self.resolve().await?;
         let index_digest = chosen.digest.clone().unwrap_or_default();
         let repo_url = redact(&self.base);
@@ -606,6 +753,49 @@ impl HelmChartSource {
                 actual: actual.hex().to_string(),
             });
         }
+        self.store(store, chosen, bytes, actual, index_digest, repo_url)
+            .await
+    }
+
+    /// Steps 3-6 for a `type: oci` repository.
+    async fn run_oci(
+        &self,
+        oci: &oci_repo::OciChartRepo,
+        store: &ArtifactStore,
+        last: Option<&Artifact>,
+    ) -> Result<Fetched, HelmError> {
+        let (chosen, layer, registry) = oci.resolve(&self.auth, self.timeout, &self.range).await?;
+        let layer_digest = chosen.digest.clone().unwrap_or_default();
+        let repo_url = oci.url.clone();
+        if let Some(last) = last {
+            let meta = |k: &str| last.metadata.get(k).map(String::as_str);
+            if meta(METADATA_CHART) == Some(chosen.chart.as_str())
+                && meta(METADATA_VERSION) == Some(chosen.version.as_str())
+                && meta(METADATA_INDEX_DIGEST) == Some(layer_digest.as_str())
+                && meta(METADATA_REPOSITORY) == Some(repo_url.as_str())
+                && last.revision.pointer() == Some(chosen.version.as_str())
+                && store.has(last)
+            {
+                tracing::debug!(chart = %chosen.chart, version = %chosen.version, "helm chart unchanged");
+                return Ok(Fetched::Unchanged(last.clone()));
+            }
+        }
+        let bytes = oci.pull_chart(&registry, &chosen, &layer).await?;
+        let actual = Digest::sha256_of(&bytes);
+        self.store(store, chosen, bytes, actual, layer_digest, repo_url)
+            .await
+    }
+
+    /// Step 6: stores the verified chart `.tgz` as an artifact.
+    async fn store(
+        &self,
+        store: &ArtifactStore,
+        chosen: ChartVersion,
+        bytes: Vec<u8>,
+        actual: Digest,
+        index_digest: String,
+        repo_url: String,
+    ) -> Result<Fetched, HelmError> {
         let revision = Revision::named(chosen.version.clone(), actual);
         let store2 = store.clone();
         let key = self.key.clone();
@@ -892,6 +1082,7 @@ entries:
                 chart: "podinfo".into(),
                 version: String::new(),
                 source_ref: None,
+                ..Default::default()
             },
             HelmAuth::None,
         )
@@ -933,6 +1124,7 @@ entries:
             chart: "podinfo".into(),
             version: "*".into(),
             source_ref: None,
+            ..Default::default()
         };
         for url in ["ftp://x/charts", "https://user:pw@x/charts", "not a url"] {
             let repo = HelmRepositorySpec {

@@ -122,6 +122,7 @@ fn source(url: &str, range: &str, auth: HelmAuth) -> HelmChartSource {
             chart: "podinfo".into(),
             version: range.into(),
             source_ref: None,
+            ..Default::default()
         },
         auth,
     )
@@ -454,6 +455,7 @@ async fn credentials_go_to_other_hosts_only_with_pass_credentials() {
             chart: "podinfo".into(),
             version: "*".into(),
             source_ref: None,
+            ..Default::default()
         },
         auth,
     )
