@@ -240,9 +240,9 @@ impl fmt::Debug for HelmAuth {
 #[derive(Debug, thiserror::Error)]
 pub enum HelmError {
     /// The spec is unusable (URL, version range, CA bundle). Terminal.
-    #[error("helm chart {chart}: invalid {what}: {reason}")]
+    #[error("{}: invalid {what}: {reason}", spec_subject(chart))]
     InvalidSpec {
-        /// The chart name.
+        /// The chart name (empty for a [`HelmRepositorySource`]).
         chart: String,
         /// e.g. `url "ftp://x"`, `version ">=x"`.
         what: String,
@@ -378,6 +378,14 @@ pub enum HelmError {
         /// The error.
         message: String,
     },
+}
+
+fn spec_subject(chart: &str) -> String {
+    if chart.is_empty() {
+        "helm repository".to_string()
+    } else {
+        format!("helm chart {chart}")
+    }
 }
 
 fn seen_list(seen: &[String]) -> String {
@@ -835,6 +843,155 @@ impl Source for HelmChartSource {
                 Err(_) => Err(HelmError::Timeout {
                     url: redact(&self.base),
                     timeout: self.timeout,
+                }
+                .into()),
+            }
+        })
+    }
+}
+
+/// The file name of the index in a [`HelmRepositorySource`] artifact.
+pub const INDEX_FILE: &str = "index.yaml";
+
+/// Fetches a `type: default` HelmRepository's `index.yaml` into artifacts, as source-controller's
+/// HelmRepository reconciler does. `Debug` shows no secrets.
+///
+/// One fetch downloads `<url>/index.yaml` (credentials from [`HelmAuth`], at most
+/// [`MAX_INDEX_SIZE`] bytes), checks that it parses as Helm's index file (`apiVersion`
+/// required), and stores it. The revision is `sha256:<hex>` of the downloaded bytes, as Flux's
+/// (`ChartRepository.Digest`); when the last artifact has it (and its file is in the store),
+/// [`Fetched::Unchanged`]. Flux stores the index verbatim as `index-<hex>.yaml`; the
+/// [`ArtifactStore`] holds tar.gz archives only, so here the artifact is a tar.gz holding the
+/// verbatim bytes as [`INDEX_FILE`].
+///
+/// `type: oci` repositories have no index: Flux keeps no artifact (and no status) for them, and
+/// [`HelmRepositorySource::new`] refuses them.
+pub struct HelmRepositorySource {
+    inner: HelmChartSource,
+}
+
+impl fmt::Debug for HelmRepositorySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HelmRepositorySource")
+            .field("key", &self.inner.key)
+            .field("url", &self.inner.repo.url)
+            .field("timeout", &self.inner.timeout)
+            .field("auth", &self.inner.auth)
+            .finish()
+    }
+}
+
+impl HelmRepositorySource {
+    /// Validates the spec (`type: default`, an `http(s)://` URL without user info) and builds
+    /// the source; artifacts are stored under `key`. No network access.
+    pub fn new(
+        key: ArtifactKey,
+        repo: HelmRepositorySpec,
+        auth: HelmAuth,
+    ) -> Result<Self, HelmError> {
+        if repo.repository_type == HelmRepositoryType::Oci || repo.url.starts_with("oci://") {
+            return Err(HelmError::InvalidSpec {
+                chart: String::new(),
+                what: format!("url {:?}", repo.url),
+                reason: "type: oci repositories have no index (Flux keeps no artifact for them)"
+                    .to_string(),
+            });
+        }
+        let chart = HelmChartSpec {
+            // Only to pass the chart-name check: the index source never selects a chart.
+            chart: "index".to_string(),
+            ..Default::default()
+        };
+        let inner = HelmChartSource::new(key, repo, chart, auth).map_err(|e| match e {
+            HelmError::InvalidSpec { what, reason, .. } => HelmError::InvalidSpec {
+                chart: String::new(),
+                what,
+                reason,
+            },
+            e => e,
+        })?;
+        Ok(HelmRepositorySource { inner })
+    }
+
+    /// Trusts the PEM certificates in `pem` besides the built-in roots, as
+    /// [`HelmChartSource::with_ca_bundle`].
+    pub fn with_ca_bundle(self, pem: &[u8]) -> Result<Self, HelmError> {
+        Ok(HelmRepositorySource {
+            inner: self.inner.with_ca_bundle(pem)?,
+        })
+    }
+
+    /// The URL of the repository index, `<url>/index.yaml`.
+    pub fn index_url(&self) -> Url {
+        self.inner.index_url()
+    }
+
+    async fn run(
+        &self,
+        store: &ArtifactStore,
+        last: Option<&Artifact>,
+    ) -> Result<Fetched, HelmError> {
+        let index_url = self.index_url();
+        let bytes = self
+            .inner
+            .get(&index_url, true, MAX_INDEX_SIZE, "downloading the index")
+            .await?;
+        let shown = redact(&index_url);
+        let bad = |reason: String| HelmError::BadIndex {
+            url: shown.clone(),
+            reason,
+        };
+        let index: IndexFile = serde_yaml_ng::from_slice(&bytes)
+            .map_err(|e| bad(format!("not a Helm index file: {e}")))?;
+        if index.api_version.is_empty() {
+            return Err(bad("no apiVersion (Helm refuses such an index)".to_string()));
+        }
+        let revision = Revision::digest_only(Digest::sha256_of(&bytes));
+        if let Some(last) = last
+            && last.has_revision(&revision)
+            && store.has(last)
+        {
+            return Ok(Fetched::Unchanged(last.clone()));
+        }
+        let local = |context: &'static str, e: &dyn fmt::Display| HelmError::Local {
+            chart: String::new(),
+            context,
+            message: e.to_string(),
+        };
+        let store2 = store.clone();
+        let key = self.inner.key.clone();
+        let repo_url = redact(&self.inner.base);
+        let mut artifact = tokio::task::spawn_blocking(move || {
+            let tmp = tempfile::Builder::new()
+                .prefix("gitops-helm-index-")
+                .tempdir()
+                .map_err(|e| local("creating a temporary folder", &e))?;
+            std::fs::write(tmp.path().join(INDEX_FILE), &bytes)
+                .map_err(|e| local("writing the index", &e))?;
+            store2
+                .archive_dir(&key, revision, tmp.path(), &|_, _| true)
+                .map_err(|e| local("storing the artifact", &e))
+        })
+        .await
+        .map_err(|e| self.inner.local("storing the index", e))??;
+        artifact.metadata = BTreeMap::from([(METADATA_REPOSITORY.to_string(), repo_url)]);
+        tracing::info!(url = %shown, revision = %artifact.revision, "stored helm repository index");
+        Ok(Fetched::New(artifact))
+    }
+}
+
+impl Source for HelmRepositorySource {
+    fn fetch<'a>(
+        &'a self,
+        store: &'a ArtifactStore,
+        last: Option<&'a Artifact>,
+    ) -> BoxFuture<'a, Result<Fetched, gitops_core::Error>> {
+        Box::pin(async move {
+            match tokio::time::timeout(self.inner.timeout, self.run(store, last)).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(HelmError::Timeout {
+                    url: redact(&self.inner.base),
+                    timeout: self.inner.timeout,
                 }
                 .into()),
             }
