@@ -397,3 +397,141 @@ async fn helm_chart_from_a_helm_repository_with_credentials() -> Result<()> {
     );
     Ok(())
 }
+
+/// Uploads every file under `dir` to `bucket` as `<prefix>/<relative path>`.
+async fn upload_tree(s3: &S3Server, bucket: &str, dir: &Path, prefix: &str) -> Result<()> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir)?.to_string_lossy().replace('\\', "/");
+                s3.put_object(bucket, &format!("{prefix}/{rel}"), &std::fs::read(&path)?)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_repository_index_artifact_and_chart_from_a_bucket() -> Result<()> {
+    let w = World::start().await?;
+
+    // A type: default HelmRepository: Ready, its index.yaml as artifact (revision sha256 of it).
+    let repo_dir = tempfile::tempdir()?;
+    write_chart_repo(repo_dir.path(), &["6.0.0"])?;
+    let http = StaticHttpServer::start(repo_dir.path()).await?;
+    w.create::<gitops_examples::crds::HelmRepository>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"url": http.url(), "interval": "10m"}
+    }))
+    .await?;
+    let repos: Api<gitops_examples::crds::HelmRepository> = Api::namespaced(w.client(), NS);
+    let repo = wait::until(&repos, "podinfo", TIMEOUT, "HelmRepository Ready", |r| {
+        r.status.as_ref().is_some_and(|s| {
+            is_ready(&s.conditions) && s.observed_generation == r.metadata.generation
+        })
+    })
+    .await?;
+    let index = std::fs::read(repo_dir.path().join("index.yaml"))?;
+    let artifact = repo
+        .status
+        .and_then(|s| s.artifact)
+        .expect("status.artifact");
+    assert_eq!(
+        artifact.revision.to_string(),
+        gitops_core::Digest::sha256_of(&index).to_string()
+    );
+
+    // A HelmChart from a Bucket that does not exist yet: Ready=False, no artifact available.
+    w.create::<HelmChart>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmChart",
+        "metadata": {"name": "from-bucket", "namespace": NS},
+        "spec": {"chart": "./charts/podinfo", "interval": "10m",
+                 "reconcileStrategy": "Revision",
+                 "sourceRef": {"kind": "Bucket", "name": "charts"}}
+    }))
+    .await?;
+    let charts: Api<HelmChart> = Api::namespaced(w.client(), NS);
+    let waiting = wait::until(&charts, "from-bucket", TIMEOUT, "Ready=False", |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, kind::READY))
+            .is_some_and(|c| c.status.as_str() == "False")
+    })
+    .await?;
+    let cond = find_condition(&waiting.status.unwrap_or_default().conditions, kind::READY)
+        .cloned()
+        .expect("Ready");
+    assert!(
+        cond.message
+            .contains("no artifact available for Bucket source 'charts'"),
+        "{}",
+        cond.message
+    );
+
+    // The Bucket appears: the chart is packaged from its artifact.
+    let s3 = S3Server::start().await?;
+    s3.create_bucket("charts").await?;
+    upload_tree(&s3, "charts", &podinfo_chart(), "charts/podinfo").await?;
+    w.create::<Secret>(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "bucket-auth", "namespace": NS},
+        "stringData": {"accesskey": "test", "secretkey": "test-secret"}
+    }))
+    .await?;
+    w.create::<Bucket>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "Bucket",
+        "metadata": {"name": "charts", "namespace": NS},
+        "spec": {"provider": "generic", "bucketName": "charts", "endpoint": s3.url(),
+                 "insecure": true, "interval": "10m", "timeout": "20s",
+                 "secretRef": {"name": "bucket-auth"}}
+    }))
+    .await?;
+    let chart = wait::until(&charts, "from-bucket", TIMEOUT, "HelmChart Ready", |c| {
+        c.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
+    })
+    .await?;
+    let buckets: Api<Bucket> = Api::namespaced(w.client(), NS);
+    let bucket_rev = buckets
+        .get("charts")
+        .await?
+        .status
+        .and_then(|s| s.artifact)
+        .expect("bucket artifact")
+        .revision;
+    let artifact = chart
+        .status
+        .and_then(|s| s.artifact)
+        .expect("status.artifact");
+    let chart_yaml = std::fs::read_to_string(podinfo_chart().join("Chart.yaml"))?;
+    let version = chart_yaml
+        .lines()
+        .find_map(|l| l.strip_prefix("version:"))
+        .expect("version")
+        .trim()
+        .to_string();
+    // reconcileStrategy: Revision: the version plus the first 12 hex of the Bucket's revision.
+    let want = format!("{version}+{}", &bucket_rev.digest().hex()[..12]);
+    assert_eq!(artifact.revision.pointer(), Some(want.as_str()));
+    let out = tempfile::tempdir()?;
+    fetch_artifact(
+        &artifact.url,
+        &artifact.digest,
+        out.path(),
+        FetchLimits::default(),
+    )
+    .await?;
+    let packaged = std::fs::read_to_string(out.path().join("podinfo/Chart.yaml"))?;
+    assert!(packaged.contains(&format!("version: {want}")), "{packaged}");
+    assert!(
+        out.path()
+            .join("podinfo/templates/deployment.yaml")
+            .is_file()
+    );
+    Ok(())
+}
