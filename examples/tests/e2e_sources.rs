@@ -10,6 +10,10 @@
 //! podinfo`, or `$PODINFO_CHART`) at several versions as `helm package` lays them out, writes a
 //! Helm `index.yaml`, serves the folder with `StaticHttpServer` behind basic authentication, and
 //! has the operator resolve `version: ">=6.0.0"` through a HelmRepository with a `secretRef`.
+//! The other Helm tests check the HelmRepository's index artifact, a HelmChart packaged from a
+//! Bucket's artifact (Ready=False until the Bucket exists; `reconcileStrategy: Revision`), and a
+//! HelmChart from a `type: oci` HelmRepository on the real registry (charts pushed with
+//! oci-client as `helm push` does).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -533,5 +537,94 @@ async fn helm_repository_index_artifact_and_chart_from_a_bucket() -> Result<()> 
             .join("podinfo/templates/deployment.yaml")
             .is_file()
     );
+    Ok(())
+}
+
+/// Pushes podinfo at `version` to `<registry>/charts/podinfo:<version>` as `helm push` does
+/// (Helm's config and chart layer media types), with basic authentication.
+async fn helm_push(reg: &OciRegistry, version: &str, user: &str, pass: &str) -> Result<()> {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    use oci_client::manifest::OciImageManifest;
+    let layers = vec![ImageLayer::new(
+        package_chart(version),
+        gitops_sources::helm::HELM_CHART_CONTENT_MEDIA_TYPE.to_string(),
+        None,
+    )];
+    let config = Config::new(
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "v1", "name": "podinfo", "version": version, "appVersion": version
+        }))?,
+        gitops_sources::helm::HELM_CONFIG_MEDIA_TYPE.to_string(),
+        None,
+    );
+    let manifest = OciImageManifest::build(&layers, &config, None);
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    });
+    let r = oci_client::Reference::with_tag(
+        reg.host(),
+        "charts/podinfo".to_string(),
+        version.replace('+', "_"),
+    );
+    let auth = oci_client::secrets::RegistryAuth::Basic(user.to_string(), pass.to_string());
+    client
+        .push(&r, &layers, config, &auth, Some(manifest))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_chart_from_an_oci_helm_repository() -> Result<()> {
+    let w = World::start().await?;
+    let reg = OciRegistry::start_with_basic_auth("helm", "oci-s3cret")?;
+    for v in ["6.0.0", "6.1.3", "7.0.0"] {
+        helm_push(&reg, v, "helm", "oci-s3cret").await?;
+    }
+    w.create::<Secret>(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "oci-auth", "namespace": NS},
+        "stringData": {"username": "helm", "password": "oci-s3cret"}
+    }))
+    .await?;
+    w.create::<gitops_examples::crds::HelmRepository>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "podinfo-oci", "namespace": NS},
+        "spec": {"type": "oci", "url": format!("oci://{}/charts", reg.host()),
+                 "insecure": true, "interval": "10m", "secretRef": {"name": "oci-auth"}}
+    }))
+    .await?;
+    w.create::<HelmChart>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmChart",
+        "metadata": {"name": "podinfo-oci", "namespace": NS},
+        "spec": {"chart": "podinfo", "version": "6.x", "interval": "10m",
+                 "sourceRef": {"kind": "HelmRepository", "name": "podinfo-oci"}}
+    }))
+    .await?;
+    let charts: Api<HelmChart> = Api::namespaced(w.client(), NS);
+    let chart = wait::until(&charts, "podinfo-oci", TIMEOUT, "HelmChart Ready", |c| {
+        c.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
+    })
+    .await?;
+    let artifact = chart
+        .status
+        .and_then(|s| s.artifact)
+        .expect("status.artifact");
+    assert_eq!(artifact.revision.pointer(), Some("6.1.3"));
+    let out = tempfile::tempdir()?;
+    fetch_artifact(
+        &artifact.url,
+        &artifact.digest,
+        out.path(),
+        FetchLimits::default(),
+    )
+    .await?;
+    let chart_yaml = std::fs::read_to_string(out.path().join("podinfo/Chart.yaml"))?;
+    assert!(chart_yaml.contains("version: 6.1.3"), "{chart_yaml}");
+    // A type: oci HelmRepository is static, as in Flux: no artifact, no conditions.
+    let repos: Api<gitops_examples::crds::HelmRepository> = Api::namespaced(w.client(), NS);
+    let status = repos.get("podinfo-oci").await?.status.unwrap_or_default();
+    assert_eq!(status.artifact, None);
+    assert!(status.conditions.is_empty(), "{:?}", status.conditions);
     Ok(())
 }
