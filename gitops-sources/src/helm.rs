@@ -516,7 +516,7 @@ impl HelmChartSource {
                 "expected a chart name from the repository index",
             ));
         }
-        let what = || format!("url {:?}", repo.url);
+        let what = || format!("url {:?}", redact_user_info(&repo.url));
         let version = if chart.version.trim().is_empty() {
             DEFAULT_VERSION
         } else {
@@ -581,7 +581,8 @@ impl HelmChartSource {
     }
 
     /// Trusts the PEM certificates in `pem` (Flux's `certSecretRef` `ca.crt`) besides the
-    /// built-in roots for HTTPS.
+    /// built-in roots for HTTPS. HTTP(S) repositories only: a `type: oci` repository uses the
+    /// built-in roots.
     pub fn with_ca_bundle(mut self, pem: &[u8]) -> Result<Self, HelmError> {
         let invalid = |reason: String| HelmError::InvalidSpec {
             chart: self.chart.chart.clone(),
@@ -1152,6 +1153,19 @@ fn build_client(
     builder.build().map_err(|e| error_chain(&e))
 }
 
+/// `url` as given, with any user info between `://` and the host replaced by `***@`, for
+/// messages about URLs that may not parse.
+fn redact_user_info(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// The URL without user info, for messages.
 fn redact(url: &Url) -> String {
     let mut u = url.clone();
@@ -1291,7 +1305,19 @@ entries:
             let e =
                 HelmChartSource::new(key.clone(), repo, chart.clone(), HelmAuth::None).unwrap_err();
             assert!(matches!(e, HelmError::InvalidSpec { .. }), "{url}: {e}");
+            assert!(!e.to_string().contains(":pw@"), "{e}");
         }
+        let oci = HelmRepositorySpec {
+            url: "oci://user:pw@registry.example.invalid/charts".into(),
+            repository_type: HelmRepositoryType::Oci,
+            ..Default::default()
+        };
+        let e = HelmChartSource::new(key.clone(), oci, chart.clone(), HelmAuth::None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("oci://***@registry.example.invalid/charts"),
+            "{e}"
+        );
         let repo = HelmRepositorySpec {
             url: "https://x/charts".into(),
             ..Default::default()
