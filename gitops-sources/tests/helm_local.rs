@@ -261,6 +261,7 @@ fn bad_chart_paths_are_terminal_and_name_spec_chart() {
         "charts/broken/Chart.yaml",
         "apiVersion: v2\nname: broken\nversion: not-semver\n",
     );
+    write(&fx.tree, "releases/broken.tgz", "not a tar.gz");
     let src = fx.git_artifact(COMMIT_A);
     for (path, why) in [
         ("../outside", "leaves the source artifact"),
@@ -269,7 +270,11 @@ fn bad_chart_paths_are_terminal_and_name_spec_chart() {
         ("", "chart folder"),
         ("./charts/missing", "no such folder"),
         ("./kustomize", "Chart.yaml"),
-        ("./charts/podinfo/Chart.yaml", "not a folder"),
+        (
+            "./charts/podinfo/Chart.yaml",
+            "neither a chart folder nor a packaged chart",
+        ),
+        ("./releases/broken.tgz", "not a safe chart archive"),
         ("./charts/broken", "not-semver"),
     ] {
         let e = fx
@@ -304,4 +309,23 @@ fn a_link_out_of_the_artifact_is_not_followed() {
         )
         .unwrap_err();
     assert!(matches!(e, HelmError::ChartPath { .. }), "{e}");
+}
+
+#[test]
+fn a_packaged_chart_in_the_source_is_used() {
+    let fx = Fx::new();
+    let chart_dir = podinfo_repo().join("charts/podinfo");
+    let tgz = gitops_testenv::package_chart(&chart_dir, "podinfo", "6.5.0").unwrap();
+    std::fs::create_dir_all(fx.tree.join("releases")).unwrap();
+    std::fs::write(fx.tree.join("releases/podinfo-6.5.0.tgz"), tgz).unwrap();
+    let src = fx.git_artifact(COMMIT_A);
+    let s = spec(
+        "./releases/podinfo-6.5.0.tgz",
+        ReconcileStrategy::ChartVersion,
+    );
+    let a = fx.build(&s, &src, None).unwrap().artifact().clone();
+    assert_eq!(a.revision.pointer(), Some("6.5.0"));
+    let files = fx.extract(&a);
+    assert!(files["podinfo/Chart.yaml"].contains("version: 6.5.0"));
+    assert!(files.contains_key("podinfo/templates/deployment.yaml"));
 }

@@ -44,8 +44,9 @@ struct ChartMetadata {
 /// into an artifact under `key`, as source-controller's HelmChart reconciler does for a local
 /// chart source. Blocking (file I/O): call it from `spawn_blocking` in async code.
 ///
-/// 1. `spec.chart` (`./charts/podinfo`, `charts/podinfo/`) is a relative path; one that is
-///    empty, absolute or leaves the artifact through `..` is refused ([`HelmError::ChartPath`]);
+/// 1. `spec.chart` (`./charts/podinfo`, `charts/podinfo/`, or a packaged chart such as
+///    `./releases/podinfo-6.5.0.tgz`, extracted safely) is a relative path; one that is empty,
+///    absolute or leaves the artifact through `..` is refused ([`HelmError::ChartPath`]);
 /// 2. the source artifact is verified and extracted safely ([`ArtifactStore::extract`]: no
 ///    absolute paths, no `..`, no escaping links, the store's limits) into a temporary folder;
 /// 3. `<spec.chart>/Chart.yaml` (at most [`MAX_CHART_FILE_SIZE`] bytes) must have
@@ -109,15 +110,21 @@ pub fn build_chart_from_artifact(
             reason: e.to_string(),
         },
     })?;
-    let chart_dir = src_root.join(&rel);
-    // The folder itself may be a link: it must resolve inside the extracted artifact.
+    let mut chart_dir = src_root.join(&rel);
+    // The path itself may be a link: it must resolve inside the extracted artifact.
     let real_root = std::fs::canonicalize(&src_root)
         .map_err(|e| local("resolving the extracted artifact", &e))?;
     match std::fs::canonicalize(&chart_dir) {
         Ok(real) if real.starts_with(&real_root) && real.is_dir() => {}
+        Ok(real)
+            if real.starts_with(&real_root) && real.is_file() && rel_shown.ends_with(".tgz") =>
+        {
+            chart_dir =
+                unpack_packaged_chart(&real, &tmp.path().join("packaged")).map_err(bad_path)?;
+        }
         Ok(real) if real.starts_with(&real_root) => {
             return Err(bad_path(
-                "not a folder in the source artifact (packaged .tgz charts are not supported)"
+                "neither a chart folder nor a packaged chart (.tgz) in the source artifact"
                     .to_string(),
             ));
         }
@@ -192,6 +199,29 @@ pub fn build_chart_from_artifact(
     ]);
     tracing::info!(chart = %meta.name, %version, digest = %artifact.digest, "packaged helm chart");
     Ok(Fetched::New(artifact))
+}
+
+/// Extracts a packaged chart (`helm package`'s `.tgz`, one top folder) safely into `dest`
+/// ([`gitops_core::store::extract_tar_gz`] with the default limits) and returns its chart folder.
+fn unpack_packaged_chart(tgz: &Path, dest: &Path) -> Result<PathBuf, String> {
+    let file = std::fs::File::open(tgz).map_err(|e| e.to_string())?;
+    gitops_core::store::extract_tar_gz(
+        std::io::BufReader::new(file),
+        tgz,
+        dest,
+        gitops_core::ExtractLimits::default(),
+    )
+    .map_err(|e| format!("not a safe chart archive: {e}"))?;
+    let mut tops = std::fs::read_dir(dest)
+        .map_err(|e| e.to_string())?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    tops.retain(|p| p.join("Chart.yaml").is_file());
+    match tops.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err("the chart archive has no single <name>/Chart.yaml folder".to_string()),
+    }
 }
 
 /// `spec.chart` as a relative path inside the artifact (`.` and empty segments dropped, `..`
