@@ -126,10 +126,12 @@ pub struct BucketSpec {
     pub suspend: bool,
 }
 
-/// `HelmRepository.spec` (Flux's `type: default`, an HTTP(S) chart repository): the source
-/// fields are [`gitops_sources::helm::HelmRepositorySpec`] (url, passCredentials, timeout), plus
-/// what the operator reads. The repository is not reconciled on its own: the HelmCharts that
-/// reference it read it when they fetch.
+/// `HelmRepository.spec`: the source fields are [`gitops_sources::helm::HelmRepositorySpec`]
+/// (url, type, insecure, passCredentials, timeout), plus what the operator reads. A
+/// `type: default` repository is reconciled as source-controller does: its `index.yaml` becomes
+/// the artifact (revision `sha256:<hex>` of the index) and `Ready` says whether it could be
+/// fetched. A `type: oci` repository is static, as in Flux: no artifact and an empty status; the
+/// HelmCharts that reference it read the registry when they fetch.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "source.toolkit.fluxcd.io",
@@ -141,10 +143,11 @@ pub struct BucketSpec {
 #[kube(status = "SourceStatus", shortname = "helmrepo")]
 #[serde(rename_all = "camelCase")]
 pub struct HelmRepositorySpec {
-    /// url, passCredentials, timeout.
+    /// url, type, insecure, passCredentials, timeout.
     #[serde(flatten)]
     pub source: gitops_sources::helm::HelmRepositorySpec,
-    /// A Secret with the keys `username` and `password` (HTTP basic authentication).
+    /// A Secret with the keys `username` and `password` (HTTP basic authentication; for
+    /// `type: oci`, the registry's basic authentication).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalObjectReference>,
     /// Poll period (Go duration; Flux's default is 1m).
@@ -156,8 +159,9 @@ pub struct HelmRepositorySpec {
 }
 
 /// `HelmChart.spec`: the source fields are [`gitops_sources::helm::HelmChartSpec`] (chart,
-/// version, sourceRef), plus what the operator reads. `sourceRef.kind` must be
-/// `HelmRepository`.
+/// version, sourceRef, reconcileStrategy), plus what the operator reads. `sourceRef.kind` is
+/// `HelmRepository` (`chart` is a chart name) or `GitRepository` / `Bucket` (`chart` is the chart
+/// folder's path in the source's artifact).
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "source.toolkit.fluxcd.io",
@@ -169,7 +173,7 @@ pub struct HelmRepositorySpec {
 #[kube(status = "SourceStatus", shortname = "hc")]
 #[serde(rename_all = "camelCase")]
 pub struct HelmChartSpec {
-    /// chart, version, sourceRef.
+    /// chart, version, sourceRef, reconcileStrategy.
     #[serde(flatten)]
     pub source: gitops_sources::helm::HelmChartSpec,
     /// Poll period (Go duration).
@@ -182,7 +186,8 @@ pub struct HelmChartSpec {
 /// `GitRepository.status`: the common source status.
 pub type GitRepositoryStatus = SourceStatus;
 
-/// The status of a source (`GitRepository`, `OCIRepository`, `Bucket`, `HelmChart`).
+/// The status of a source (`GitRepository`, `OCIRepository`, `Bucket`, `HelmRepository`,
+/// `HelmChart`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceStatus {
@@ -438,6 +443,35 @@ mod tests {
             (r.kind.as_str(), r.name.as_str()),
             ("HelmRepository", "podinfo")
         );
+    }
+
+    #[test]
+    fn helm_oci_repository_and_chart_from_git_read_flux_manifests() {
+        use gitops_sources::helm::{HelmRepositoryType, ReconcileStrategy};
+        let repo: HelmRepository = serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmRepository",
+            "metadata": {"name": "podinfo", "namespace": "flux-system"},
+            "spec": {"type": "oci", "url": "oci://ghcr.io/stefanprodan/charts",
+                     "insecure": true, "interval": "5m"}
+        }))
+        .unwrap();
+        assert_eq!(repo.spec.source.repository_type, HelmRepositoryType::Oci);
+        assert!(repo.spec.source.insecure);
+        let chart: HelmChart = serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmChart",
+            "metadata": {"name": "podinfo", "namespace": "flux-system"},
+            "spec": {"chart": "./charts/podinfo", "interval": "1m",
+                     "sourceRef": {"kind": "GitRepository", "name": "podinfo"},
+                     "reconcileStrategy": "Revision"}
+        }))
+        .unwrap();
+        assert_eq!(
+            chart.spec.source.reconcile_strategy,
+            ReconcileStrategy::Revision
+        );
+        assert_eq!(chart.spec.source.source_ref.unwrap().kind, "GitRepository");
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! A Flux-compatible operator on kube-runtime: serves `GitRepository`, `OCIRepository`, `Bucket`,
-//! `HelmChart` (from a `HelmRepository`) and `Kustomization` with the toolkit's `GitSource`,
-//! `OciSource`, `BucketSource`, `HelmChartSource`, `KustomizeRenderer` and `SsaApplier`, writing
-//! Flux's status (conditions, artifact, lastAppliedRevision, inventory).
+//! `HelmRepository`, `HelmChart` and `Kustomization` with the toolkit's `GitSource`,
+//! `OciSource`, `BucketSource`, `HelmRepositorySource`, `HelmChartSource`,
+//! `build_chart_from_artifact`, `KustomizeRenderer` and `SsaApplier`, writing Flux's status
+//! (conditions, artifact, lastAppliedRevision, inventory).
 //!
-//! The four source kinds share one generic controller ([`SourceKind`]): only how the `Source`
-//! is built (spec and credentials) and the failure reason differ. A `HelmRepository` has no
-//! controller of its own (and no status): each `HelmChart` reads the repository its `sourceRef`
-//! names, and the repository's `secretRef`, when it fetches.
+//! The source kinds share one generic controller ([`SourceKind`]): only how the `Source`
+//! is built (spec and credentials) and the failure reason differ. A `type: default`
+//! `HelmRepository` gets its `index.yaml` as artifact; a `type: oci` one is static (empty status),
+//! as in Flux. A `HelmChart` whose `sourceRef` is a `HelmRepository` reads the repository and
+//! its `secretRef` when it fetches; one whose `sourceRef` is a `GitRepository` or `Bucket`
+//! packages the chart folder `spec.chart` from that source's artifact (Ready=False
+//! `no artifact available ...` while the source has none), and is reconciled again when the
+//! source's artifact changes.
 //!
 //! The operator serves its artifact store over HTTP ([`ArtifactServer`], Flux's
 //! `--storage-addr`); every `status.artifact.url` is the server's URL of the artifact.
@@ -30,7 +35,10 @@ use gitops_core::{ArtifactKey, ArtifactStore, Fetched, Renderer, Source, Status}
 use gitops_render::KustomizeRenderer;
 use gitops_sources::bucket::{BucketAuth, BucketSource};
 use gitops_sources::git::{GitAuth, GitRepositoryInclude, GitSource, Include};
-use gitops_sources::helm::{HelmAuth, HelmChartSource, HelmChartSourceRef};
+use gitops_sources::helm::{
+    HelmAuth, HelmChartSource, HelmChartSourceRef, HelmRepositorySource, HelmRepositoryType,
+    build_chart_from_artifact,
+};
 use gitops_sources::oci::{OciAuth, OciSource};
 use gitops_sources::server::{ArtifactServer, ServerError};
 use k8s_openapi::api::core::v1::Secret;
@@ -152,7 +160,8 @@ pub async fn run(
     let git_ctrl = source_controller::<GitRepository>(&client, &ctx, shutdown.clone());
     let oci_ctrl = source_controller::<OCIRepository>(&client, &ctx, shutdown.clone());
     let bucket_ctrl = source_controller::<Bucket>(&client, &ctx, shutdown.clone());
-    let helm_ctrl = source_controller::<HelmChart>(&client, &ctx, shutdown.clone());
+    let helm_repo_ctrl = helm_repository_controller(&client, &ctx, shutdown.clone());
+    let helm_ctrl = helm_chart_controller(&client, &ctx, shutdown.clone());
 
     let kss: Api<Kustomization> = Api::all(client.clone());
     let (ks_reader, ks_writer) = reflector::store();
@@ -174,7 +183,14 @@ pub async fn run(
         .graceful_shutdown_on(shutdown)
         .run(reconcile_kustomization, error_policy, ctx.clone())
         .for_each(|_| async {});
-    futures::join!(git_ctrl, oci_ctrl, bucket_ctrl, helm_ctrl, ks_ctrl);
+    futures::join!(
+        git_ctrl,
+        oci_ctrl,
+        bucket_ctrl,
+        helm_repo_ctrl,
+        helm_ctrl,
+        ks_ctrl
+    );
     // The last reference to the context (and the artifact server) goes with `ctx`.
     Ok(())
 }
@@ -219,6 +235,129 @@ fn includers<K: SourceKind>(
                 s.namespace() == ns && s.includes().iter().any(|i| i.repository.name == name)
             })
             .map(|s| ObjectRef::from_obj(s.as_ref()))
+            .collect()
+    }
+}
+
+/// The HelmRepository controller: `type: default` through [`reconcile_source`], `type: oci`
+/// through [`reconcile_oci_helm_repository`].
+async fn helm_repository_controller(
+    client: &kube::Client,
+    ctx: &Arc<Ctx>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api: Api<HelmRepository> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(spec_or_request, Default::default());
+    Controller::for_stream(stream, reader)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_helm_repository, error_policy, ctx.clone())
+        .for_each(|_| async {})
+        .await
+}
+
+async fn reconcile_helm_repository(
+    repo: Arc<HelmRepository>,
+    ctx: Arc<Ctx>,
+) -> Result<Action, OperatorError> {
+    if repo.spec.source.repository_type == HelmRepositoryType::Oci {
+        reconcile_oci_helm_repository(&repo, &ctx).await
+    } else {
+        reconcile_source(repo, ctx).await
+    }
+}
+
+/// A `type: oci` HelmRepository is static in Flux (source-controller's `migrationToStatic`):
+/// no artifact, no conditions, the status emptied; the HelmCharts read the registry themselves.
+async fn reconcile_oci_helm_repository(
+    repo: &HelmRepository,
+    ctx: &Ctx,
+) -> Result<Action, OperatorError> {
+    let ns = repo
+        .namespace()
+        .ok_or_else(|| OperatorError::NoNamespace(repo.name_any()))?;
+    if repo.spec.suspend {
+        return Ok(Action::await_change());
+    }
+    let old = repo.status.clone().unwrap_or_default();
+    if old != SourceStatus::default() {
+        let api: Api<HelmRepository> = Api::namespaced(ctx.client.clone(), &ns);
+        // A merge patch keeps fields it does not name: name each to remove it.
+        let patch = serde_json::json!({ "status": {
+            "observedGeneration": null,
+            "conditions": null,
+            "artifact": null,
+            "observedIgnore": null,
+        }});
+        api.patch_status(
+            &repo.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?;
+        if let Some(a) = &old.artifact {
+            tracing::info!(source = %key_of(repo), revision = %a.revision, "type: oci, artifact dropped");
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// The HelmChart controller: [`reconcile_source`], also triggered by a new artifact of the
+/// HelmRepository, GitRepository or Bucket its `sourceRef` names.
+async fn helm_chart_controller(
+    client: &kube::Client,
+    ctx: &Arc<Ctx>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api: Api<HelmChart> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(spec_or_request, Default::default());
+    Controller::for_stream(stream, reader.clone())
+        .watches_stream(
+            artifacts::<HelmRepository>(client),
+            chart_referrers::<HelmRepository>(reader.clone()),
+        )
+        .watches_stream(
+            artifacts::<GitRepository>(client),
+            chart_referrers::<GitRepository>(reader.clone()),
+        )
+        .watches_stream(
+            artifacts::<Bucket>(client),
+            chart_referrers::<Bucket>(reader),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_source::<HelmChart>, error_policy, ctx.clone())
+        .for_each(|_| async {})
+        .await
+}
+
+/// Maps a source of kind `K` to the HelmCharts (same namespace) whose `sourceRef` names it.
+fn chart_referrers<K: SourceKind>(
+    charts: reflector::Store<HelmChart>,
+) -> impl Fn(K) -> Vec<ObjectRef<HelmChart>> + Send + Sync + 'static {
+    move |src: K| {
+        let ns = src.namespace();
+        let name = src.name_any();
+        charts
+            .state()
+            .iter()
+            .filter(|c| {
+                c.namespace() == ns
+                    && c.spec
+                        .source
+                        .source_ref
+                        .as_ref()
+                        .is_some_and(|r| r.kind == K::kind(&()) && r.name == name)
+            })
+            .map(|c| ObjectRef::from_obj(c.as_ref()))
             .collect()
     }
 }
@@ -375,6 +514,10 @@ pub trait SourceKind:
     /// The Secret of `spec.verify.secretRef` (GitRepository's public keys), read before
     /// [`SourceKind::source`] and handed to it; `None` without signature verification.
     fn verification_secret_name(&self) -> Option<&str> {
+        None
+    }
+    /// The HelmChart spec, for charts built from a GitRepository or Bucket artifact.
+    fn helm_chart(&self) -> Option<&gitops_sources::helm::HelmChartSpec> {
         None
     }
     /// Builds the source from the spec, the data of the Secret (`None` without `secretRef`),
@@ -688,6 +831,9 @@ impl SourceKind for HelmChart {
     fn helm_repository(&self) -> Option<&HelmChartSourceRef> {
         self.spec.source.source_ref.as_ref()
     }
+    fn helm_chart(&self) -> Option<&gitops_sources::helm::HelmChartSpec> {
+        Some(&self.spec.source)
+    }
     fn source(
         &self,
         key: ArtifactKey,
@@ -701,28 +847,7 @@ impl SourceKind for HelmChart {
                 false,
             )
         })?;
-        let auth = match secret {
-            None => HelmAuth::None,
-            Some(secret) => {
-                let get = |k: &str| {
-                    secret_value(secret, k).map(|v| String::from_utf8_lossy(&v).into_owned())
-                };
-                match (get("username"), get("password")) {
-                    (Some(user), Some(pass)) => HelmAuth::Basic { user, pass },
-                    // A secret with only a CA certificate: anonymous HTTPS.
-                    _ if secret_ca(Some(secret)).is_some() => HelmAuth::None,
-                    _ => {
-                        return Err((
-                            format!(
-                                "secret '{}' has no username and password",
-                                secret_name_of(secret)
-                            ),
-                            true,
-                        ));
-                    }
-                }
-            }
-        };
+        let auth = helm_auth(secret)?;
         let mut source = HelmChartSource::new(
             key,
             repository.spec.source.clone(),
@@ -737,6 +862,106 @@ impl SourceKind for HelmChart {
         }
         Ok(Box::new(source))
     }
+}
+
+/// A HelmRepository Secret's `username` and `password` (HTTP or registry basic authentication);
+/// anonymous when the Secret holds only a CA (`ca.crt`/`caFile`).
+fn helm_auth(secret: Option<&Secret>) -> Result<HelmAuth, (String, bool)> {
+    let Some(secret) = secret else {
+        return Ok(HelmAuth::None);
+    };
+    let get = |k: &str| secret_value(secret, k).map(|v| String::from_utf8_lossy(&v).into_owned());
+    match (get("username"), get("password")) {
+        (Some(user), Some(pass)) => Ok(HelmAuth::Basic { user, pass }),
+        // A secret with only a CA certificate: anonymous HTTPS.
+        _ if secret_ca(Some(secret)).is_some() => Ok(HelmAuth::None),
+        _ => Err((
+            format!(
+                "secret '{}' has no username and password",
+                secret_name_of(secret)
+            ),
+            true,
+        )),
+    }
+}
+
+impl SourceKind for HelmRepository {
+    /// Flux's `IndexationFailed`.
+    const FAILURE_REASON: &'static str = "IndexationFailed";
+    fn interval(&self) -> &str {
+        // Flux's default interval of a HelmRepository.
+        self.spec.interval.as_deref().unwrap_or("1m")
+    }
+    fn suspended(&self) -> bool {
+        self.spec.suspend
+    }
+    fn ignore(&self) -> Option<String> {
+        None
+    }
+    fn secret_name(&self) -> Option<&str> {
+        self.spec.secret_ref.as_ref().map(|r| r.name.as_str())
+    }
+    fn status(&self) -> Option<&SourceStatus> {
+        self.status.as_ref()
+    }
+    fn source(
+        &self,
+        key: ArtifactKey,
+        secret: Option<&Secret>,
+        _repository: Option<&HelmRepository>,
+        _verification: Option<&Secret>,
+    ) -> Result<Box<dyn Source>, (String, bool)> {
+        let auth = helm_auth(secret)?;
+        let mut source = HelmRepositorySource::new(key, self.spec.source.clone(), auth)
+            .map_err(|e| (e.to_string(), false))?;
+        if let Some(ca) = secret_ca(secret) {
+            source = source
+                .with_ca_bundle(&ca)
+                .map_err(|e| (e.to_string(), e.is_retryable()))?;
+        }
+        Ok(Box::new(source))
+    }
+}
+
+/// Builds the chart `spec.chart` from the artifact of the GitRepository or Bucket `r`
+/// ([`build_chart_from_artifact`]); retryable `no artifact available ...` (Flux's
+/// `NoSourceArtifact`) while the source has none.
+async fn chart_from_source_artifact<K: SourceKind>(
+    src: &K,
+    r: &HelmChartSourceRef,
+    kind_name: &str,
+    ns: &str,
+    name: &str,
+    ctx: &Ctx,
+    old: &SourceStatus,
+) -> Result<Fetched, (String, bool)> {
+    let spec = src
+        .helm_chart()
+        .ok_or_else(|| ("not a HelmChart".to_string(), false))?
+        .clone();
+    let status = match r.kind.as_str() {
+        "GitRepository" => source_status::<GitRepository>(ctx, ns, &r.name).await,
+        _ => source_status::<Bucket>(ctx, ns, &r.name).await,
+    }
+    .map_err(|e| (format!("{} '{ns}/{}': {e}", r.kind, r.name), true))?;
+    let artifact = status.and_then(|s| s.artifact).ok_or_else(|| {
+        (
+            format!("no artifact available for {} source '{}'", r.kind, r.name),
+            true,
+        )
+    })?;
+    let key = ArtifactKey::new(kind_name, ns, name).map_err(|e| (e.to_string(), false))?;
+    let store = ctx.store.clone();
+    let last = old.artifact.clone();
+    tokio::task::spawn_blocking(move || {
+        build_chart_from_artifact(&store, &key, &spec, &artifact, last.as_ref())
+    })
+    .await
+    .map_err(|e| (format!("building the chart: {e}"), true))?
+    .map_err(|e| {
+        let retryable = e.is_retryable();
+        (e.to_string(), retryable)
+    })
 }
 
 async fn reconcile_source<K: SourceKind>(
@@ -982,9 +1207,12 @@ async fn fetch_source<K: SourceKind>(
 ) -> Result<Fetched, (String, bool)> {
     let repository = match src.helm_repository() {
         None => None,
+        Some(r) if r.kind == "GitRepository" || r.kind == "Bucket" => {
+            return chart_from_source_artifact(src, r, kind_name, ns, name, ctx, old).await;
+        }
         Some(r) if r.kind != "HelmRepository" => {
             let message = format!(
-                "spec.sourceRef.kind '{}' is not supported (HelmRepository)",
+                "spec.sourceRef.kind '{}' is not supported (HelmRepository, GitRepository or Bucket)",
                 r.kind
             );
             return Err((message, false));

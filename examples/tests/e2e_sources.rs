@@ -15,6 +15,10 @@
 //! The GitRepository test builds repositories with the `git` CLI (`file://` URLs) and checks
 //! `include` (waiting with `IncludeUnavailable`, `status.includedArtifacts`) and
 //! `recurseSubmodules`.
+//! The other Helm tests check the HelmRepository's index artifact, a HelmChart packaged from a
+//! Bucket's artifact (Ready=False until the Bucket exists; `reconcileStrategy: Revision`), and a
+//! HelmChart from a `type: oci` HelmRepository on the real registry (charts pushed with
+//! oci-client as `helm push` does).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -556,5 +560,232 @@ async fn git_repository_include_and_submodules() -> Result<()> {
         std::fs::read_to_string(out.path().join("vendor/shared/cm.yaml"))?,
         "v: 2\n"
     );
+    Ok(())
+}
+
+/// Uploads every file under `dir` to `bucket` as `<prefix>/<relative path>`.
+async fn upload_tree(s3: &S3Server, bucket: &str, dir: &Path, prefix: &str) -> Result<()> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir)?.to_string_lossy().replace('\\', "/");
+                s3.put_object(bucket, &format!("{prefix}/{rel}"), &std::fs::read(&path)?)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_repository_index_artifact_and_chart_from_a_bucket() -> Result<()> {
+    let w = World::start().await?;
+
+    // A type: default HelmRepository: Ready, its index.yaml as artifact (revision sha256 of it).
+    let repo_dir = tempfile::tempdir()?;
+    write_chart_repo(repo_dir.path(), &["6.0.0"])?;
+    let http = StaticHttpServer::start(repo_dir.path()).await?;
+    w.create::<gitops_examples::crds::HelmRepository>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"url": http.url(), "interval": "10m"}
+    }))
+    .await?;
+    let repos: Api<gitops_examples::crds::HelmRepository> = Api::namespaced(w.client(), NS);
+    let repo = wait::until(&repos, "podinfo", TIMEOUT, "HelmRepository Ready", |r| {
+        r.status.as_ref().is_some_and(|s| {
+            is_ready(&s.conditions) && s.observed_generation == r.metadata.generation
+        })
+    })
+    .await?;
+    let index = std::fs::read(repo_dir.path().join("index.yaml"))?;
+    let artifact = repo
+        .status
+        .and_then(|s| s.artifact)
+        .expect("status.artifact");
+    assert_eq!(
+        artifact.revision.to_string(),
+        gitops_core::Digest::sha256_of(&index).to_string()
+    );
+
+    // A HelmChart from a Bucket that does not exist yet: Ready=False, no artifact available.
+    w.create::<HelmChart>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmChart",
+        "metadata": {"name": "from-bucket", "namespace": NS},
+        "spec": {"chart": "./charts/podinfo", "interval": "10m",
+                 "reconcileStrategy": "Revision",
+                 "sourceRef": {"kind": "Bucket", "name": "charts"}}
+    }))
+    .await?;
+    let charts: Api<HelmChart> = Api::namespaced(w.client(), NS);
+    let waiting = wait::until(&charts, "from-bucket", TIMEOUT, "Ready=False", |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, kind::READY))
+            .is_some_and(|c| c.status.as_str() == "False")
+    })
+    .await?;
+    let cond = find_condition(&waiting.status.unwrap_or_default().conditions, kind::READY)
+        .cloned()
+        .expect("Ready");
+    assert!(
+        cond.message
+            .contains("no artifact available for Bucket source 'charts'"),
+        "{}",
+        cond.message
+    );
+
+    // The Bucket appears: the chart is packaged from its artifact.
+    let s3 = S3Server::start().await?;
+    s3.create_bucket("charts").await?;
+    upload_tree(&s3, "charts", &podinfo_chart(), "charts/podinfo").await?;
+    w.create::<Secret>(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "bucket-auth", "namespace": NS},
+        "stringData": {"accesskey": "test", "secretkey": "test-secret"}
+    }))
+    .await?;
+    w.create::<Bucket>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "Bucket",
+        "metadata": {"name": "charts", "namespace": NS},
+        "spec": {"provider": "generic", "bucketName": "charts", "endpoint": s3.url(),
+                 "insecure": true, "interval": "10m", "timeout": "20s",
+                 "secretRef": {"name": "bucket-auth"}}
+    }))
+    .await?;
+    let chart = wait::until(&charts, "from-bucket", TIMEOUT, "HelmChart Ready", |c| {
+        c.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
+    })
+    .await?;
+    let buckets: Api<Bucket> = Api::namespaced(w.client(), NS);
+    let bucket_rev = buckets
+        .get("charts")
+        .await?
+        .status
+        .and_then(|s| s.artifact)
+        .expect("bucket artifact")
+        .revision;
+    let artifact = chart
+        .status
+        .and_then(|s| s.artifact)
+        .expect("status.artifact");
+    let chart_yaml = std::fs::read_to_string(podinfo_chart().join("Chart.yaml"))?;
+    let version = chart_yaml
+        .lines()
+        .find_map(|l| l.strip_prefix("version:"))
+        .expect("version")
+        .trim()
+        .to_string();
+    // reconcileStrategy: Revision: the version plus the first 12 hex of the Bucket's revision.
+    let want = format!("{version}+{}", &bucket_rev.digest().hex()[..12]);
+    assert_eq!(artifact.revision.pointer(), Some(want.as_str()));
+    let out = tempfile::tempdir()?;
+    fetch_artifact(
+        &artifact.url,
+        &artifact.digest,
+        out.path(),
+        FetchLimits::default(),
+    )
+    .await?;
+    let packaged = std::fs::read_to_string(out.path().join("podinfo/Chart.yaml"))?;
+    assert!(packaged.contains(&format!("version: {want}")), "{packaged}");
+    assert!(
+        out.path()
+            .join("podinfo/templates/deployment.yaml")
+            .is_file()
+    );
+    Ok(())
+}
+
+/// Pushes podinfo at `version` to `<registry>/charts/podinfo:<version>` as `helm push` does
+/// (Helm's config and chart layer media types), with basic authentication.
+async fn helm_push(reg: &OciRegistry, version: &str, user: &str, pass: &str) -> Result<()> {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    use oci_client::manifest::OciImageManifest;
+    let layers = vec![ImageLayer::new(
+        package_chart(version),
+        gitops_sources::helm::HELM_CHART_CONTENT_MEDIA_TYPE.to_string(),
+        None,
+    )];
+    let config = Config::new(
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "v1", "name": "podinfo", "version": version, "appVersion": version
+        }))?,
+        gitops_sources::helm::HELM_CONFIG_MEDIA_TYPE.to_string(),
+        None,
+    );
+    let manifest = OciImageManifest::build(&layers, &config, None);
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    });
+    let r = oci_client::Reference::with_tag(
+        reg.host(),
+        "charts/podinfo".to_string(),
+        version.replace('+', "_"),
+    );
+    let auth = oci_client::secrets::RegistryAuth::Basic(user.to_string(), pass.to_string());
+    client
+        .push(&r, &layers, config, &auth, Some(manifest))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_chart_from_an_oci_helm_repository() -> Result<()> {
+    let w = World::start().await?;
+    let reg = OciRegistry::start_with_basic_auth("helm", "oci-s3cret")?;
+    for v in ["6.0.0", "6.1.3", "7.0.0"] {
+        helm_push(&reg, v, "helm", "oci-s3cret").await?;
+    }
+    w.create::<Secret>(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "oci-auth", "namespace": NS},
+        "stringData": {"username": "helm", "password": "oci-s3cret"}
+    }))
+    .await?;
+    w.create::<gitops_examples::crds::HelmRepository>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "podinfo-oci", "namespace": NS},
+        "spec": {"type": "oci", "url": format!("oci://{}/charts", reg.host()),
+                 "insecure": true, "interval": "10m", "secretRef": {"name": "oci-auth"}}
+    }))
+    .await?;
+    w.create::<HelmChart>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmChart",
+        "metadata": {"name": "podinfo-oci", "namespace": NS},
+        "spec": {"chart": "podinfo", "version": "6.x", "interval": "10m",
+                 "sourceRef": {"kind": "HelmRepository", "name": "podinfo-oci"}}
+    }))
+    .await?;
+    let charts: Api<HelmChart> = Api::namespaced(w.client(), NS);
+    let chart = wait::until(&charts, "podinfo-oci", TIMEOUT, "HelmChart Ready", |c| {
+        c.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
+    })
+    .await?;
+    let artifact = chart
+        .status
+        .and_then(|s| s.artifact)
+        .expect("status.artifact");
+    assert_eq!(artifact.revision.pointer(), Some("6.1.3"));
+    let out = tempfile::tempdir()?;
+    fetch_artifact(
+        &artifact.url,
+        &artifact.digest,
+        out.path(),
+        FetchLimits::default(),
+    )
+    .await?;
+    let chart_yaml = std::fs::read_to_string(out.path().join("podinfo/Chart.yaml"))?;
+    assert!(chart_yaml.contains("version: 6.1.3"), "{chart_yaml}");
+    // A type: oci HelmRepository is static, as in Flux: no artifact, no conditions.
+    let repos: Api<gitops_examples::crds::HelmRepository> = Api::namespaced(w.client(), NS);
+    let status = repos.get("podinfo-oci").await?.status.unwrap_or_default();
+    assert_eq!(status.artifact, None);
+    assert!(status.conditions.is_empty(), "{:?}", status.conditions);
     Ok(())
 }

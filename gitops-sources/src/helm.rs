@@ -1,5 +1,7 @@
 //! The Helm source: Flux's HelmChart (`source.toolkit.fluxcd.io/v1`) pulled from an HTTP(S)
-//! HelmRepository (`type: default`), over reqwest with rustls (ring provider).
+//! HelmRepository (`type: default`, over reqwest with rustls, ring provider), from an OCI
+//! HelmRepository (`type: oci`, over oci-client, see [below](#oci-helm-repositories)), or
+//! packaged from a folder of a GitRepository or Bucket artifact ([`build_chart_from_artifact`]).
 //!
 //! [`HelmChartSource`] implements [`gitops_core::Source`]. One fetch, as Flux's source-controller
 //! and Helm's `repo` package do:
@@ -34,6 +36,29 @@
 //!
 //! Errors ([`HelmError`]) name the URL they concern (user info stripped) and never the
 //! password; [`HelmError::is_retryable`] splits network trouble from content that has to change.
+//!
+//! # OCI Helm repositories
+//!
+//! With `type: oci` and `url: oci://host/path`, the chart `podinfo` lives in the OCI repository
+//! `host/path/podinfo`, one tag per version, as `helm push` stores it. A fetch, as
+//! source-controller's `OCIChartRepository` does:
+//!
+//! 1. when [`HelmChartSpec::version`] is one exact semver version, that tag is used without
+//!    listing tags; otherwise every tag is listed, read as a version with `_` taken for `+`
+//!    (OCI tags cannot hold `+`, Helm writes `_`), and the newest that satisfies the range is
+//!    selected (pre-releases as for HTTP repositories); none: [`HelmError::NoMatchingVersion`]
+//!    naming the range and the tags;
+//! 2. the tag's manifest is read: its config must have [`HELM_CONFIG_MEDIA_TYPE`] and it must
+//!    have a layer of [`HELM_CHART_CONTENT_MEDIA_TYPE`] (or Helm's legacy
+//!    `application/tar+gzip`); the layer's sha256 plays the index `digest`'s part in step 3;
+//! 3. the layer (at most [`MAX_CHART_SIZE`] bytes) is downloaded, its sha256 checked against the
+//!    manifest's descriptor, and the chart stored as in step 6 above.
+//!
+//! Credentials: [`HelmAuth::Basic`] (the Secret's `username`/`password`) as registry basic
+//! authentication (also for the registry's token flow); `insecure: true` talks plain HTTP.
+//! Registry errors are [`HelmError::Oci`] ([`OciError`]), scrubbed of the password. The
+//! revision is the chart version, as for HTTP repositories; [`METADATA_REPOSITORY`] is
+//! `oci://host/path/<chart>`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,8 +73,17 @@ use gitops_core::{
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
+use crate::oci::OciError;
 use crate::semver_range::{Range, parse_version};
 use crate::util::{certificate_problem, error_chain, go_duration, install_crypto_provider};
+
+mod local;
+mod oci_repo;
+
+pub use local::{
+    MAX_CHART_FILE_SIZE, METADATA_CHART_PATH, METADATA_SOURCE_REVISION, build_chart_from_artifact,
+};
+pub use oci_repo::{HELM_CHART_CONTENT_MEDIA_TYPE, HELM_CONFIG_MEDIA_TYPE};
 
 /// Flux's default `spec.timeout` of a HelmRepository: the limit for one fetch.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -69,15 +103,44 @@ pub const METADATA_INDEX_DIGEST: &str = "helm.chart.digest";
 /// Artifact metadata key: the repository URL the chart came from.
 pub const METADATA_REPOSITORY: &str = "helm.repository.url";
 
+/// Flux's HelmRepository `spec.type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HelmRepositoryType {
+    /// `default`: an HTTP(S) chart repository with an `index.yaml`.
+    #[default]
+    Default,
+    /// `oci`: charts stored in an OCI registry (`oci://host/path`), one repository per chart,
+    /// one tag per version, as `helm push` stores them.
+    Oci,
+}
+
+impl HelmRepositoryType {
+    fn is_default(&self) -> bool {
+        *self == HelmRepositoryType::Default
+    }
+}
+
 /// A HelmRepository, with the field names of Flux's `HelmRepositorySpec` (camelCase, `timeout`
-/// as a Go duration such as `60s`). Only `type: default` (an HTTP(S) chart repository); OCI Helm
-/// repositories are served by the OCI source.
+/// as a Go duration such as `60s`): `type: default` (an HTTP(S) chart repository) or
+/// `type: oci` (an OCI registry, see [the module documentation](self#oci-helm-repositories)).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HelmRepositorySpec {
-    /// `http(s)://host[:port]/path`, the folder holding `index.yaml`; no user info (credentials
-    /// go in [`HelmAuth`]).
+    /// `http(s)://host[:port]/path`, the folder holding `index.yaml`; for `type: oci`,
+    /// `oci://host[:port]/path` (the chart's repository is `<path>/<chart>`). No user info
+    /// (credentials go in [`HelmAuth`]).
     pub url: String,
+    /// Flux's `type`: `default` (omitted) or `oci`.
+    #[serde(
+        default,
+        rename = "type",
+        skip_serializing_if = "HelmRepositoryType::is_default"
+    )]
+    pub repository_type: HelmRepositoryType,
+    /// `type: oci` only: talk plain HTTP to the registry (Flux's `insecure`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
     /// Send the credentials also to chart URLs on other hosts than `url`'s (Flux's
     /// `passCredentials`); off: only to `url`'s scheme, host and port.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -88,11 +151,12 @@ pub struct HelmRepositorySpec {
 }
 
 /// Flux's `LocalHelmChartSourceReference`: which source object a HelmChart reads. Informational
-/// here: [`HelmChartSource`] is given the [`HelmRepositorySpec`] itself.
+/// here: [`HelmChartSource`] is given the [`HelmRepositorySpec`] itself, and
+/// [`build_chart_from_artifact`] the source's [`Artifact`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HelmChartSourceRef {
-    /// `HelmRepository` (the only kind this module serves).
+    /// `HelmRepository`, `GitRepository` or `Bucket`.
     pub kind: String,
     /// The object's name, in the HelmChart's namespace.
     pub name: String,
@@ -102,15 +166,41 @@ pub struct HelmChartSourceRef {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HelmChartSpec {
-    /// The chart name, a key of the index's `entries`.
+    /// From a HelmRepository: the chart name (a key of the index's `entries`, or the last path
+    /// segment of an OCI chart repository). From a GitRepository or Bucket: the chart folder's
+    /// path in the source artifact, e.g. `./charts/podinfo`.
     pub chart: String,
-    /// Masterminds semver range over the index's versions, e.g. `>=6.0.0 <6.3.0`, `6.2.x`, `^6`;
-    /// empty means [`DEFAULT_VERSION`] (`*`, newest release).
+    /// Masterminds semver range over the repository's versions, e.g. `>=6.0.0 <6.3.0`, `6.2.x`,
+    /// `^6`; empty means [`DEFAULT_VERSION`] (`*`, newest release). Ignored for charts from a
+    /// GitRepository or Bucket, as in Flux.
     #[serde(default = "default_version")]
     pub version: String,
-    /// The HelmRepository this chart comes from.
+    /// The source object this chart comes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ref: Option<HelmChartSourceRef>,
+    /// Flux's `reconcileStrategy`, for charts from a GitRepository or Bucket: when a new
+    /// artifact is made.
+    #[serde(default, skip_serializing_if = "ReconcileStrategy::is_default")]
+    pub reconcile_strategy: ReconcileStrategy,
+}
+
+/// Flux's HelmChart `reconcileStrategy` (charts from a GitRepository or Bucket only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReconcileStrategy {
+    /// `ChartVersion` (default): a new artifact only when the chart's `version` (or name)
+    /// changes; new source revisions with the same chart version keep the artifact.
+    #[default]
+    ChartVersion,
+    /// `Revision`: every source revision makes a new artifact; the version gets the build
+    /// metadata `+<first 12 hex characters of the source revision's digest>` (replacing any
+    /// build metadata it had), as source-controller does.
+    Revision,
+}
+
+impl ReconcileStrategy {
+    fn is_default(&self) -> bool {
+        *self == ReconcileStrategy::ChartVersion
+    }
 }
 
 fn default_version() -> String {
@@ -150,9 +240,9 @@ impl fmt::Debug for HelmAuth {
 #[derive(Debug, thiserror::Error)]
 pub enum HelmError {
     /// The spec is unusable (URL, version range, CA bundle). Terminal.
-    #[error("helm chart {chart}: invalid {what}: {reason}")]
+    #[error("{}: invalid {what}: {reason}", spec_subject(chart))]
     InvalidSpec {
-        /// The chart name.
+        /// The chart name (empty for a [`HelmRepositorySource`]).
         chart: String,
         /// e.g. `url "ftp://x"`, `version ">=x"`.
         what: String,
@@ -232,29 +322,47 @@ pub enum HelmError {
         /// The chart name.
         chart: String,
     },
-    /// No version of the chart satisfies the range. Terminal until the index or spec changes.
+    /// No version of the chart satisfies the range. Terminal until the repository or spec
+    /// changes.
     #[error(
-        "helm repository index {url}: no {chart:?} chart version matches {range:?}; versions seen: {}",
+        "helm repository {url}: no {chart:?} chart version matches {range:?}; versions seen: {}",
         seen_list(seen)
     )]
     NoMatchingVersion {
-        /// The index URL.
+        /// The index URL, or for an OCI repository the chart's `oci://` URL.
         url: String,
         /// The chart name.
         chart: String,
         /// The range as given.
         range: String,
-        /// Every version the index lists for the chart, newest first.
+        /// Every version the index lists for the chart (for OCI: every tag), newest first.
         seen: Vec<String>,
     },
-    /// The downloaded chart does not hash to the index's `digest`. Terminal.
+    /// The OCI registry of a `type: oci` HelmRepository failed or refused (authentication,
+    /// missing tag, network, digest mismatch); retryable as [`OciError::is_retryable`] says.
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    /// `spec.chart` of a chart from a GitRepository or Bucket does not name a usable chart
+    /// folder in the source artifact (leaves the artifact, is missing, has no valid
+    /// `Chart.yaml`). Terminal until the spec or the source changes.
+    #[error("helm chart spec.chart {path:?} in source revision {revision}: {reason}")]
+    ChartPath {
+        /// `spec.chart` as given.
+        path: String,
+        /// The source artifact's revision.
+        revision: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The downloaded chart does not hash to the index's `digest` (OCI: the chart layer's
+    /// descriptor). Terminal.
     #[error(
-        "helm chart {url}: digest mismatch: the index says sha256:{expected}, downloaded sha256:{actual}"
+        "helm chart {url}: digest mismatch: the repository says sha256:{expected}, downloaded sha256:{actual}"
     )]
     DigestMismatch {
         /// The chart URL.
         url: String,
-        /// The index's digest (hex).
+        /// The index's (or manifest's) digest (hex).
         expected: String,
         /// What was downloaded (hex).
         actual: String,
@@ -287,6 +395,14 @@ pub enum HelmError {
     },
 }
 
+fn spec_subject(chart: &str) -> String {
+    if chart.is_empty() {
+        "helm repository".to_string()
+    } else {
+        format!("helm chart {chart}")
+    }
+}
+
 fn seen_list(seen: &[String]) -> String {
     const SHOWN: usize = 20;
     if seen.is_empty() {
@@ -308,6 +424,9 @@ impl HelmError {
     /// Whether trying again later can help (network, server errors, authentication, local
     /// I/O), as opposed to a spec or repository content that has to change.
     pub fn is_retryable(&self) -> bool {
+        if let HelmError::Oci(e) = self {
+            return e.is_retryable();
+        }
         matches!(
             self,
             HelmError::Unavailable { .. }
@@ -375,6 +494,8 @@ pub struct HelmChartSource {
     timeout: Duration,
     limits: ExtractLimits,
     client: reqwest::Client,
+    /// `Some` for a `type: oci` repository.
+    oci: Option<oci_repo::OciChartRepo>,
 }
 
 impl fmt::Debug for HelmChartSource {
@@ -411,7 +532,40 @@ impl HelmChartSource {
                 "expected a chart name from the repository index",
             ));
         }
-        let what = || format!("url {:?}", repo.url);
+        let what = || format!("url {:?}", redact_user_info(&repo.url));
+        let version = if chart.version.trim().is_empty() {
+            DEFAULT_VERSION
+        } else {
+            chart.version.as_str()
+        };
+        let range = Range::parse(version)
+            .map_err(|e| invalid(format!("version {version:?}"), &e.reason))?;
+        let timeout = repo.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let is_oci = repo.url.starts_with("oci://");
+        if (repo.repository_type == HelmRepositoryType::Oci) != is_oci {
+            return Err(invalid(
+                what(),
+                "type: oci takes an oci:// URL, type: default an http(s):// one",
+            ));
+        }
+        if is_oci {
+            let oci = oci_repo::OciChartRepo::new(&repo.url, &chart.chart, version, repo.insecure)
+                .map_err(|reason| invalid(what(), &reason))?;
+            let base = Url::parse(&oci.url).map_err(|e| invalid(what(), &e.to_string()))?;
+            let client = build_client(timeout, Vec::new()).map_err(|e| invalid(what(), &e))?;
+            return Ok(HelmChartSource {
+                key,
+                repo,
+                chart,
+                auth,
+                base,
+                range,
+                timeout,
+                limits: ExtractLimits::default(),
+                client,
+                oci: Some(oci),
+            });
+        }
         let mut base = Url::parse(&repo.url).map_err(|e| invalid(what(), &e.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(invalid(what(), "expected an http:// or https:// URL"));
@@ -427,14 +581,6 @@ impl HelmChartSource {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let version = if chart.version.trim().is_empty() {
-            DEFAULT_VERSION
-        } else {
-            chart.version.as_str()
-        };
-        let range = Range::parse(version)
-            .map_err(|e| invalid(format!("version {version:?}"), &e.reason))?;
-        let timeout = repo.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let client = build_client(timeout, Vec::new()).map_err(|e| invalid(what(), &e))?;
         Ok(HelmChartSource {
             key,
@@ -446,6 +592,7 @@ impl HelmChartSource {
             timeout,
             limits: ExtractLimits::default(),
             client,
+            oci: None,
         })
     }
 
@@ -453,6 +600,7 @@ impl HelmChartSource {
     /// the `ca.crt` key of the HelmRepository's `certSecretRef`, or of its deprecated
     /// `secretRef`, also as `caFile`) for HTTPS, besides the system's roots, as Flux appends
     /// them to the system pool. Calling it again replaces the previous certificates.
+    /// HTTP(S) repositories only: a `type: oci` repository uses the built-in roots.
     ///
     /// Errors: [`HelmError::InvalidSpec`] (terminal, naming the repository URL) when `pem` holds
     /// no certificate, is not valid PEM, or a certificate cannot be parsed.
@@ -511,8 +659,13 @@ impl HelmChartSource {
     }
 
     /// Downloads the index and selects the chart version (steps 1-2 of the
-    /// [module documentation](self)); the chart itself is not downloaded.
+    /// [module documentation](self)); the chart itself is not downloaded. For a `type: oci`
+    /// repository: lists the tags, selects one and reads its manifest (the `url` is
+    /// `oci://host/path/<chart>:<tag>`, the `digest` the chart layer's sha256).
     pub async fn resolve(&self) -> Result<ChartVersion, HelmError> {
+        if let Some(oci) = &self.oci {
+            return Ok(oci.resolve(&self.auth, self.timeout, &self.range).await?.0);
+        }
         let index_url = self.index_url();
         let bytes = self
             .get(&index_url, true, MAX_INDEX_SIZE, "downloading the index")
@@ -623,6 +776,9 @@ impl HelmChartSource {
         store: &ArtifactStore,
         last: Option<&Artifact>,
     ) -> Result<Fetched, HelmError> {
+        if let Some(oci) = &self.oci {
+            return self.run_oci(oci, store, last).await;
+        }
         let chosen = self.resolve().await?;
         let index_digest = chosen.digest.clone().unwrap_or_default();
         let repo_url = redact(&self.base);
@@ -652,6 +808,49 @@ impl HelmChartSource {
                 actual: actual.hex().to_string(),
             });
         }
+        self.store(store, chosen, bytes, actual, index_digest, repo_url)
+            .await
+    }
+
+    /// Steps 3-6 for a `type: oci` repository.
+    async fn run_oci(
+        &self,
+        oci: &oci_repo::OciChartRepo,
+        store: &ArtifactStore,
+        last: Option<&Artifact>,
+    ) -> Result<Fetched, HelmError> {
+        let (chosen, layer, registry) = oci.resolve(&self.auth, self.timeout, &self.range).await?;
+        let layer_digest = chosen.digest.clone().unwrap_or_default();
+        let repo_url = oci.url.clone();
+        if let Some(last) = last {
+            let meta = |k: &str| last.metadata.get(k).map(String::as_str);
+            if meta(METADATA_CHART) == Some(chosen.chart.as_str())
+                && meta(METADATA_VERSION) == Some(chosen.version.as_str())
+                && meta(METADATA_INDEX_DIGEST) == Some(layer_digest.as_str())
+                && meta(METADATA_REPOSITORY) == Some(repo_url.as_str())
+                && last.revision.pointer() == Some(chosen.version.as_str())
+                && store.has(last)
+            {
+                tracing::debug!(chart = %chosen.chart, version = %chosen.version, "helm chart unchanged");
+                return Ok(Fetched::Unchanged(last.clone()));
+            }
+        }
+        let bytes = oci.pull_chart(&registry, &chosen, &layer).await?;
+        let actual = Digest::sha256_of(&bytes);
+        self.store(store, chosen, bytes, actual, layer_digest, repo_url)
+            .await
+    }
+
+    /// Step 6: stores the verified chart `.tgz` as an artifact.
+    async fn store(
+        &self,
+        store: &ArtifactStore,
+        chosen: ChartVersion,
+        bytes: Vec<u8>,
+        actual: Digest,
+        index_digest: String,
+        repo_url: String,
+    ) -> Result<Fetched, HelmError> {
         let revision = Revision::named(chosen.version.clone(), actual);
         let store2 = store.clone();
         let key = self.key.clone();
@@ -691,6 +890,155 @@ impl Source for HelmChartSource {
                 Err(_) => Err(HelmError::Timeout {
                     url: redact(&self.base),
                     timeout: self.timeout,
+                }
+                .into()),
+            }
+        })
+    }
+}
+
+/// The file name of the index in a [`HelmRepositorySource`] artifact.
+pub const INDEX_FILE: &str = "index.yaml";
+
+/// Fetches a `type: default` HelmRepository's `index.yaml` into artifacts, as source-controller's
+/// HelmRepository reconciler does. `Debug` shows no secrets.
+///
+/// One fetch downloads `<url>/index.yaml` (credentials from [`HelmAuth`], at most
+/// [`MAX_INDEX_SIZE`] bytes), checks that it parses as Helm's index file (`apiVersion`
+/// required), and stores it. The revision is `sha256:<hex>` of the downloaded bytes, as Flux's
+/// (`ChartRepository.Digest`); when the last artifact has it (and its file is in the store),
+/// [`Fetched::Unchanged`]. Flux stores the index verbatim as `index-<hex>.yaml`; the
+/// [`ArtifactStore`] holds tar.gz archives only, so here the artifact is a tar.gz holding the
+/// verbatim bytes as [`INDEX_FILE`].
+///
+/// `type: oci` repositories have no index: Flux keeps no artifact (and no status) for them, and
+/// [`HelmRepositorySource::new`] refuses them.
+pub struct HelmRepositorySource {
+    inner: HelmChartSource,
+}
+
+impl fmt::Debug for HelmRepositorySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HelmRepositorySource")
+            .field("key", &self.inner.key)
+            .field("url", &self.inner.repo.url)
+            .field("timeout", &self.inner.timeout)
+            .field("auth", &self.inner.auth)
+            .finish()
+    }
+}
+
+impl HelmRepositorySource {
+    /// Validates the spec (`type: default`, an `http(s)://` URL without user info) and builds
+    /// the source; artifacts are stored under `key`. No network access.
+    pub fn new(
+        key: ArtifactKey,
+        repo: HelmRepositorySpec,
+        auth: HelmAuth,
+    ) -> Result<Self, HelmError> {
+        if repo.repository_type == HelmRepositoryType::Oci || repo.url.starts_with("oci://") {
+            return Err(HelmError::InvalidSpec {
+                chart: String::new(),
+                what: format!("url {:?}", repo.url),
+                reason: "type: oci repositories have no index (Flux keeps no artifact for them)"
+                    .to_string(),
+            });
+        }
+        let chart = HelmChartSpec {
+            // Only to pass the chart-name check: the index source never selects a chart.
+            chart: "index".to_string(),
+            ..Default::default()
+        };
+        let inner = HelmChartSource::new(key, repo, chart, auth).map_err(|e| match e {
+            HelmError::InvalidSpec { what, reason, .. } => HelmError::InvalidSpec {
+                chart: String::new(),
+                what,
+                reason,
+            },
+            e => e,
+        })?;
+        Ok(HelmRepositorySource { inner })
+    }
+
+    /// Trusts the PEM certificates in `pem` besides the built-in roots, as
+    /// [`HelmChartSource::with_ca_bundle`].
+    pub fn with_ca_bundle(self, pem: &[u8]) -> Result<Self, HelmError> {
+        Ok(HelmRepositorySource {
+            inner: self.inner.with_ca_bundle(pem)?,
+        })
+    }
+
+    /// The URL of the repository index, `<url>/index.yaml`.
+    pub fn index_url(&self) -> Url {
+        self.inner.index_url()
+    }
+
+    async fn run(
+        &self,
+        store: &ArtifactStore,
+        last: Option<&Artifact>,
+    ) -> Result<Fetched, HelmError> {
+        let index_url = self.index_url();
+        let bytes = self
+            .inner
+            .get(&index_url, true, MAX_INDEX_SIZE, "downloading the index")
+            .await?;
+        let shown = redact(&index_url);
+        let bad = |reason: String| HelmError::BadIndex {
+            url: shown.clone(),
+            reason,
+        };
+        let index: IndexFile = serde_yaml_ng::from_slice(&bytes)
+            .map_err(|e| bad(format!("not a Helm index file: {e}")))?;
+        if index.api_version.is_empty() {
+            return Err(bad("no apiVersion (Helm refuses such an index)".to_string()));
+        }
+        let revision = Revision::digest_only(Digest::sha256_of(&bytes));
+        if let Some(last) = last
+            && last.has_revision(&revision)
+            && store.has(last)
+        {
+            return Ok(Fetched::Unchanged(last.clone()));
+        }
+        let local = |context: &'static str, e: &dyn fmt::Display| HelmError::Local {
+            chart: String::new(),
+            context,
+            message: e.to_string(),
+        };
+        let store2 = store.clone();
+        let key = self.inner.key.clone();
+        let repo_url = redact(&self.inner.base);
+        let mut artifact = tokio::task::spawn_blocking(move || {
+            let tmp = tempfile::Builder::new()
+                .prefix("gitops-helm-index-")
+                .tempdir()
+                .map_err(|e| local("creating a temporary folder", &e))?;
+            std::fs::write(tmp.path().join(INDEX_FILE), &bytes)
+                .map_err(|e| local("writing the index", &e))?;
+            store2
+                .archive_dir(&key, revision, tmp.path(), &|_, _| true)
+                .map_err(|e| local("storing the artifact", &e))
+        })
+        .await
+        .map_err(|e| self.inner.local("storing the index", e))??;
+        artifact.metadata = BTreeMap::from([(METADATA_REPOSITORY.to_string(), repo_url)]);
+        tracing::info!(url = %shown, revision = %artifact.revision, "stored helm repository index");
+        Ok(Fetched::New(artifact))
+    }
+}
+
+impl Source for HelmRepositorySource {
+    fn fetch<'a>(
+        &'a self,
+        store: &'a ArtifactStore,
+        last: Option<&'a Artifact>,
+    ) -> BoxFuture<'a, Result<Fetched, gitops_core::Error>> {
+        Box::pin(async move {
+            match tokio::time::timeout(self.inner.timeout, self.run(store, last)).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(HelmError::Timeout {
+                    url: redact(&self.inner.base),
+                    timeout: self.inner.timeout,
                 }
                 .into()),
             }
@@ -851,6 +1199,19 @@ fn build_client(
     builder.build().map_err(|e| error_chain(&e))
 }
 
+/// `url` as given, with any user info between `://` and the host replaced by `***@`, for
+/// messages about URLs that may not parse.
+fn redact_user_info(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// The URL without user info, for messages.
 fn redact(url: &Url) -> String {
     let mut u = url.clone();
@@ -938,6 +1299,7 @@ entries:
                 chart: "podinfo".into(),
                 version: String::new(),
                 source_ref: None,
+                ..Default::default()
             },
             HelmAuth::None,
         )
@@ -979,6 +1341,7 @@ entries:
             chart: "podinfo".into(),
             version: "*".into(),
             source_ref: None,
+            ..Default::default()
         };
         for url in ["ftp://x/charts", "https://user:pw@x/charts", "not a url"] {
             let repo = HelmRepositorySpec {
@@ -988,7 +1351,19 @@ entries:
             let e =
                 HelmChartSource::new(key.clone(), repo, chart.clone(), HelmAuth::None).unwrap_err();
             assert!(matches!(e, HelmError::InvalidSpec { .. }), "{url}: {e}");
+            assert!(!e.to_string().contains(":pw@"), "{e}");
         }
+        let oci = HelmRepositorySpec {
+            url: "oci://user:pw@registry.example.invalid/charts".into(),
+            repository_type: HelmRepositoryType::Oci,
+            ..Default::default()
+        };
+        let e = HelmChartSource::new(key.clone(), oci, chart.clone(), HelmAuth::None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("oci://***@registry.example.invalid/charts"),
+            "{e}"
+        );
         let repo = HelmRepositorySpec {
             url: "https://x/charts".into(),
             ..Default::default()

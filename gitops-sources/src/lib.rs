@@ -7,7 +7,7 @@
 //! | [`git`] | [`GitSource`]: Flux's GitRepository over `file://`, `git://` and smart HTTP(S), via gix | `git` (default) |
 //! | [`git_verify`] | OpenPGP signature verification of commits and tags (Flux's GitRepository `spec.verify`) for [`GitSource`], via rpgp | `git-verify` |
 //! | [`bucket`] | [`BucketSource`]: Flux's Bucket over S3-compatible stores, AWS, GCS and Azure Blob, via object_store | `bucket` |
-//! | [`helm`] | `HelmChartSource`: Flux's HelmChart from an HTTP(S) HelmRepository | `helm` |
+//! | [`helm`] | `HelmChartSource`: Flux's HelmChart from an HTTP(S) or OCI HelmRepository; `build_chart_from_artifact`: from a GitRepository/Bucket artifact | `helm` (enables `oci`) |
 //! | [`oci`] | `OciSource`: Flux's OCIRepository, plus `flux push/pull artifact`, via oci-client | `oci` |
 //! | [`server`] | `ArtifactServer` (source-controller's artifact HTTP server) and `fetch_artifact` (the consumer's download, verify, untar), via axum and reqwest | `server` |
 //! | [`sourceignore`] | Flux's `.sourceignore` / `spec.ignore` / default exclusions, for any source | always |
@@ -42,7 +42,9 @@ pub use bucket::{BucketAuth, BucketError, BucketProvider, BucketSource, BucketSp
 #[cfg(feature = "git")]
 pub use git::{GitAuth, GitError, GitReference, GitRepositorySpec, GitSource};
 #[cfg(feature = "helm")]
-pub use helm::{HelmAuth, HelmChartSource, HelmChartSpec, HelmError, HelmRepositorySpec};
+pub use helm::{
+    HelmAuth, HelmChartSource, HelmChartSpec, HelmError, HelmRepositorySpec, HelmRepositoryType,
+};
 #[cfg(feature = "oci")]
 pub use oci::{OciAuth, OciError, OciRepositorySpec, OciSource};
 pub use sourceignore::SourceIgnore;

@@ -420,15 +420,15 @@ enum Selector {
 
 /// `oci://host/repo` split, validated.
 #[derive(Clone, Debug)]
-struct RepoUrl {
-    url: String,
-    host: String,
-    repository: String,
+pub(crate) struct RepoUrl {
+    pub(crate) url: String,
+    pub(crate) host: String,
+    pub(crate) repository: String,
 }
 
 impl RepoUrl {
     /// Parses `oci://host/repo`; with `allow_tag`, also `oci://host/repo:tag` (returned).
-    fn parse(url: &str, allow_tag: bool) -> Result<(RepoUrl, Option<String>), OciError> {
+    pub(crate) fn parse(url: &str, allow_tag: bool) -> Result<(RepoUrl, Option<String>), OciError> {
         let invalid = |reason: &str| OciError::InvalidUrl {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -479,7 +479,7 @@ impl RepoUrl {
         ))
     }
 
-    fn with_tag(&self, tag: &str) -> Reference {
+    pub(crate) fn with_tag(&self, tag: &str) -> Reference {
         Reference::with_tag(self.host.clone(), self.repository.clone(), tag.to_string())
     }
 
@@ -503,15 +503,20 @@ struct PulledLayer {
 }
 
 /// A registry connection: client, credentials and the strings to scrub.
-struct Registry {
-    client: Client,
-    auth: RegistryAuth,
+pub(crate) struct Registry {
+    pub(crate) client: Client,
+    pub(crate) auth: RegistryAuth,
     secrets: Vec<String>,
-    repo: RepoUrl,
+    pub(crate) repo: RepoUrl,
 }
 
 impl Registry {
-    fn new(repo: RepoUrl, auth: &OciAuth, insecure: bool, timeout: Duration) -> Registry {
+    pub(crate) fn new(
+        repo: RepoUrl,
+        auth: &OciAuth,
+        insecure: bool,
+        timeout: Duration,
+    ) -> Registry {
         install_crypto_provider();
         let config = ClientConfig {
             protocol: if insecure {
@@ -540,7 +545,12 @@ impl Registry {
     }
 
     /// Maps an oci-client error onto [`OciError`], by what the registry said.
-    fn error(&self, reference: &str, operation: &str, e: OciDistributionError) -> OciError {
+    pub(crate) fn error(
+        &self,
+        reference: &str,
+        operation: &str,
+        e: OciDistributionError,
+    ) -> OciError {
         let mut message = e.to_string();
         let mut cause = std::error::Error::source(&e);
         while let Some(c) = cause {
@@ -629,7 +639,7 @@ impl Registry {
     /// Every tag of the repository, page by page (`n`, `last`). Registries that ignore the
     /// pagination parameters (CNCF distribution 2.8 answers every tag, unsorted, to each page
     /// request) end the loop too: it stops at the first page that brings no new tag.
-    async fn tags(&self, reference: &str) -> Result<Vec<String>, OciError> {
+    pub(crate) async fn tags(&self, reference: &str) -> Result<Vec<String>, OciError> {
         const PAGE: usize = 1000;
         let r = self.repo.with_tag(DEFAULT_TAG);
         let mut all: Vec<String> = Vec::new();

@@ -64,7 +64,7 @@ fn source(url: &str, range: &str) -> HelmChartSource {
         HelmChartSpec {
             chart: "podinfo".into(),
             version: range.into(),
-            source_ref: None,
+            ..Default::default()
         },
         HelmAuth::None,
     )

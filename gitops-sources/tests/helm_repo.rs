@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use gitops_core::{Artifact, ArtifactKey, ArtifactStore, Digest, Fetched, Source};
 use gitops_sources::helm::{
-    HelmAuth, HelmChartSource, HelmChartSpec, HelmError, HelmRepositorySpec, METADATA_VERSION,
+    HelmAuth, HelmChartSource, HelmChartSpec, HelmError, HelmRepositorySource, HelmRepositorySpec,
+    HelmRepositoryType, INDEX_FILE, METADATA_VERSION,
 };
 use gitops_testenv::{StaticHttpServer, TestCa};
 
@@ -122,6 +123,7 @@ fn source(url: &str, range: &str, auth: HelmAuth) -> HelmChartSource {
             chart: "podinfo".into(),
             version: range.into(),
             source_ref: None,
+            ..Default::default()
         },
         auth,
     )
@@ -454,6 +456,7 @@ async fn credentials_go_to_other_hosts_only_with_pass_credentials() {
             chart: "podinfo".into(),
             version: "*".into(),
             source_ref: None,
+            ..Default::default()
         },
         auth,
     )
@@ -557,4 +560,84 @@ fn an_invalid_ca_bundle_is_a_terminal_spec_error() {
         assert!(msg.contains("CA bundle"), "{msg}");
         assert!(msg.contains("charts.example.invalid"), "{msg}");
     }
+}
+
+#[tokio::test]
+async fn repository_index_artifact_as_source_controller_stores_it() {
+    let mut repo = Repo::new();
+    repo.add("6.5.0");
+    let server = StaticHttpServer::start_with_basic_auth(repo.root(), "flux", "idx-pw")
+        .await
+        .unwrap();
+    let fx = Fx::new();
+    let key = ArtifactKey::new("HelmRepository", "flux-system", "podinfo").unwrap();
+    let spec = HelmRepositorySpec {
+        url: server.url(),
+        ..Default::default()
+    };
+    let src = HelmRepositorySource::new(
+        key.clone(),
+        spec.clone(),
+        HelmAuth::Basic {
+            user: "flux".into(),
+            pass: "idx-pw".into(),
+        },
+    )
+    .unwrap();
+    let Fetched::New(a) = src.fetch(&fx.store, None).await.unwrap() else {
+        panic!("expected a new artifact")
+    };
+    // The revision is the sha256 of the index as served; the artifact holds it verbatim.
+    let index = std::fs::read(repo.root().join("index.yaml")).unwrap();
+    assert_eq!(
+        a.revision.to_string(),
+        Digest::sha256_of(&index).to_string()
+    );
+    assert_eq!(a.revision.pointer(), None);
+    let files = fx.extract(&a);
+    assert_eq!(files.keys().collect::<Vec<_>>(), [INDEX_FILE]);
+    assert_eq!(files[INDEX_FILE].as_bytes(), &index[..]);
+    assert_eq!(
+        src.fetch(&fx.store, Some(&a)).await.unwrap(),
+        Fetched::Unchanged(a.clone())
+    );
+    repo.add("6.6.0");
+    let Fetched::New(b) = src.fetch(&fx.store, Some(&a)).await.unwrap() else {
+        panic!("expected a new artifact")
+    };
+    assert_ne!(b.revision, a.revision);
+
+    // Wrong credentials: retryable, no password in the error.
+    let wrong = HelmRepositorySource::new(
+        key.clone(),
+        spec,
+        HelmAuth::Basic {
+            user: "flux".into(),
+            pass: "nope-pw-99".into(),
+        },
+    )
+    .unwrap();
+    let e = wrong.fetch(&fx.store, None).await.unwrap_err();
+    assert!(e.is_retryable());
+    assert!(
+        matches!(helm_error(&e), HelmError::Unauthorized { .. }),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("nope-pw-99"));
+
+    // type: oci has no index.
+    let e = HelmRepositorySource::new(
+        key,
+        HelmRepositorySpec {
+            url: "oci://ghcr.io/stefanprodan/charts".into(),
+            repository_type: HelmRepositoryType::Oci,
+            ..Default::default()
+        },
+        HelmAuth::None,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().starts_with("helm repository: invalid url"),
+        "{e}"
+    );
 }
