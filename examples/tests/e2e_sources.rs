@@ -3,7 +3,8 @@
 //! `gitops_testenv::OciRegistry`) or a real S3 server (`moto_server`, through
 //! `gitops_testenv::S3Server`), and the operator reconciling an `OCIRepository` or a `Bucket`
 //! plus a Kustomization whose `sourceRef` points at it. Credentials come from Secrets, as Flux
-//! reads them (`.dockerconfigjson`; `accesskey`/`secretkey`). The OCI test also downloads
+//! reads them (`.dockerconfigjson`; `accesskey`/`secretkey`). The OCI artifact is pushed with the
+//! `gitops push artifact` CLI, as a Flux user's CI pushes with `flux push artifact`; the test also downloads
 //! `status.artifact.url` from the operator's artifact server, as a consumer would.
 //!
 //! The HelmChart test packages the real podinfo chart (`/work/shared/fixtures/podinfo/charts/
@@ -29,7 +30,6 @@ use gitops_core::condition::{find_condition, is_ready, kind};
 use gitops_examples::crds::{Bucket, GitRepository, HelmChart, Kustomization, OCIRepository};
 use gitops_examples::operator::{self, OperatorConfig};
 use gitops_examples::wait;
-use gitops_sources::oci::{OciAuth, push_artifact};
 use gitops_sources::server::{FetchLimits, fetch_artifact};
 use gitops_testenv::{OciRegistry, S3Server, StaticHttpServer, TestCa, TestEnv};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -160,19 +160,28 @@ fn last_applied(k: &Kustomization) -> String {
 async fn oci_repository_with_credentials_feeds_a_kustomization() -> Result<()> {
     let w = World::start().await?;
     let reg = OciRegistry::start_with_basic_auth("flux", "s3cret")?;
-    let auth = OciAuth::Basic {
-        username: "flux".into(),
-        password: "s3cret".into(),
-    };
-    let digest = push_artifact(
-        &format!("oci://{}/manifests/podinfo:6.0.0", reg.host()),
-        &podinfo(),
-        "https://github.com/stefanprodan/podinfo",
-        "6.0.0@sha1:0000000000000000000000000000000000000000",
-        &auth,
-        true,
-    )
-    .await?;
+    // Pushed the way a Flux user's CI does it: `gitops push artifact` (the flux CLI's verb).
+    let pushed = std::process::Command::new(env!("CARGO_BIN_EXE_gitops"))
+        .args(["push", "artifact"])
+        .arg(format!("oci://{}/manifests/podinfo:6.0.0", reg.host()))
+        .arg("--path")
+        .arg(podinfo())
+        .args([
+            "--source",
+            "https://github.com/stefanprodan/podinfo",
+            "--revision",
+            "6.0.0@sha1:0000000000000000000000000000000000000000",
+            "--creds",
+            "flux:s3cret",
+            "--insecure",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        pushed.status.success(),
+        "gitops push artifact: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let digest = String::from_utf8(pushed.stdout)?.trim().to_string();
     assert!(digest.starts_with("sha256:"), "{digest}");
 
     let mut auths = serde_json::Map::new();
