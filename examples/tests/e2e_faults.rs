@@ -1,13 +1,19 @@
 //! End to end, a source's server going down after a first successful reconcile (see
 //! `gitops-sources/tests/FAULTS.md`): a kube-apiserver + etcd + kube-controller-manager from
-//! `KUBEBUILDER_ASSETS`, the operator, and a GitRepository served by `GitHttpServer` or an
-//! OCIRepository on a real `docker-registry` (`OciRegistry`), feeding a pruning Kustomization.
+//! `KUBEBUILDER_ASSETS`, the operator, and a GitRepository served by `GitHttpServer`, an
+//! OCIRepository on a real `docker-registry` (`OciRegistry`) or a Bucket on `moto_server`
+//! (`S3Server`), feeding a pruning Kustomization; or a HelmChart from a HelmRepository served by
+//! `StaticHttpServer`.
 //!
-//! Once the Kustomization has applied podinfo, the server stops. Flux's behaviour is expected:
-//! the source turns Ready=False with its failure reason (`GitOperationFailed`,
-//! `OCIArtifactPullFailed`) and a message naming the URL, `status.artifact` stays the last good
-//! one, and the Kustomization, which keeps reconciling every 2 s from that artifact, stays Ready
-//! at the same revision with its objects in place: nothing is pruned.
+//! Once the Kustomization has applied podinfo (or the HelmChart has its artifact), the server
+//! stops. Flux's behaviour is expected: the source turns Ready=False with its failure reason
+//! (`GitOperationFailed`, `OCIArtifactPullFailed`, `BucketOperationFailed`, `IndexationFailed`
+//! for the HelmRepository and `ChartPullFailed` for the HelmChart) and a message naming the URL
+//! (the Bucket's: the bucket name and the endpoint), `status.artifact` stays the last good one
+//! and its file in the store still verifies, and the Kustomization, which keeps reconciling
+//! every 2 s from that artifact, stays Ready at the same revision with its objects in place:
+//! nothing is pruned. The HelmChart's artifact (what a HelmRelease would install) is still
+//! served by the operator's artifact server.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,13 +22,16 @@ use std::time::Duration;
 use anyhow::Result;
 use gitops_core::ArtifactStore;
 use gitops_core::condition::{Condition, find_condition, is_ready, kind};
-use gitops_examples::crds::{GitRepository, Kustomization, OCIRepository, SourceStatus};
+use gitops_examples::crds::{
+    Bucket, GitRepository, HelmChart, HelmRepository, Kustomization, OCIRepository, SourceStatus,
+};
 use gitops_examples::operator::{self, OperatorConfig};
 use gitops_examples::wait;
 use gitops_sources::oci::{OciAuth, push_artifact};
-use gitops_testenv::{GitHttpServer, OciRegistry, TestEnv};
+use gitops_sources::server::{FetchLimits, fetch_artifact};
+use gitops_testenv::{GitHttpServer, OciRegistry, S3Server, StaticHttpServer, TestEnv};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use kube::api::{Api, PostParams};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -144,16 +153,8 @@ impl World {
             + HasStatus,
         K::DynamicType: Default,
     {
+        self.assert_source_failed::<K>(before, reason, url).await?;
         let api: Api<K> = Api::namespaced(self.client(), NS);
-        let failed = wait::until(&api, "podinfo", TIMEOUT, "source Ready=False", |s| {
-            ready_condition(s.source_status()).is_some_and(|c| c.status.as_str() == "False")
-        })
-        .await?;
-        let status = failed.source_status().cloned().unwrap_or_default();
-        let ready = ready_condition(Some(&status)).cloned().expect("Ready");
-        assert_eq!(ready.reason, reason, "{ready:?}");
-        assert!(ready.message.contains(url), "{}", ready.message);
-        assert_eq!(status.artifact, before.artifact, "status.artifact changed");
 
         let ks_api: Api<Kustomization> = Api::namespaced(self.client(), NS);
         let applied = ks_api.get("app").await?;
@@ -177,6 +178,46 @@ impl World {
             still.source_status().and_then(|s| s.artifact.clone()),
             before.artifact
         );
+        self.assert_artifact_verifies(before)?;
+        Ok(())
+    }
+
+    /// After the source's server went down: the source `podinfo` of kind `K` turns Ready=False
+    /// with `reason` and a message containing `needle` (its URL), and keeps `before.artifact`,
+    /// whose file in the operator's store still verifies.
+    async fn assert_source_failed<K>(
+        &self,
+        before: &SourceStatus,
+        reason: &str,
+        needle: &str,
+    ) -> Result<()>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + HasStatus,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client(), NS);
+        let failed = wait::until(&api, "podinfo", TIMEOUT, "source Ready=False", |s| {
+            ready_condition(s.source_status()).is_some_and(|c| c.status.as_str() == "False")
+        })
+        .await?;
+        let status = failed.source_status().cloned().unwrap_or_default();
+        let ready = ready_condition(Some(&status)).cloned().expect("Ready");
+        eprintln!("{}: {ready:?}", K::kind(&K::DynamicType::default()));
+        assert_eq!(ready.reason, reason, "{ready:?}");
+        assert!(ready.message.contains(needle), "{}", ready.message);
+        assert_eq!(status.artifact, before.artifact, "status.artifact changed");
+        self.assert_artifact_verifies(before)?;
+        Ok(())
+    }
+
+    /// The file of `status.artifact` is in the operator's store and matches its digest.
+    fn assert_artifact_verifies(&self, status: &SourceStatus) -> Result<()> {
+        let artifact = status.artifact.as_ref().expect("status.artifact");
+        ArtifactStore::new(self.tmp.path().join("artifacts"))?.verify(artifact)?;
         Ok(())
     }
 }
@@ -189,7 +230,7 @@ impl Drop for World {
     }
 }
 
-/// The source status of GitRepository and OCIRepository.
+/// The status of a source kind.
 trait HasStatus {
     fn source_status(&self) -> Option<&SourceStatus>;
 }
@@ -201,6 +242,24 @@ impl HasStatus for GitRepository {
 }
 
 impl HasStatus for OCIRepository {
+    fn source_status(&self) -> Option<&SourceStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl HasStatus for Bucket {
+    fn source_status(&self) -> Option<&SourceStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl HasStatus for HelmRepository {
+    fn source_status(&self) -> Option<&SourceStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl HasStatus for HelmChart {
     fn source_status(&self) -> Option<&SourceStatus> {
         self.status.as_ref()
     }
@@ -328,4 +387,131 @@ async fn oci_registry_down_keeps_the_artifact_and_the_applied_objects() -> Resul
     reg.stop();
     w.assert_outage_handled::<OCIRepository>(&before, "OCIArtifactPullFailed", &url)
         .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_server_down_keeps_the_artifact_and_the_applied_objects() -> Result<()> {
+    let w = World::start().await?;
+    let mut s3 = S3Server::start().await?;
+    s3.create_bucket("podinfo").await?;
+    for entry in std::fs::read_dir(podinfo())? {
+        let path = entry?.path();
+        let key = path.file_name().unwrap_or_default().to_string_lossy();
+        s3.put_object("podinfo", &key, &std::fs::read(&path)?)
+            .await?;
+    }
+    w.create::<Secret>(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "bucket-auth", "namespace": NS},
+        "stringData": {"accesskey": "test", "secretkey": "test-secret"}
+    }))
+    .await?;
+    w.create::<Bucket>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "Bucket",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"provider": "generic", "bucketName": "podinfo", "endpoint": s3.url(),
+                 "insecure": true, "interval": "2s", "timeout": "5s",
+                 "secretRef": {"name": "bucket-auth"}}
+    }))
+    .await?;
+    w.create_kustomization("Bucket").await?;
+    w.ready_kustomization().await?;
+    w.assert_podinfo_applied().await?;
+    let before = ready_source::<Bucket>(&w).await?;
+
+    let endpoint = s3.url().trim_end_matches('/').to_string();
+    s3.stop();
+    // The error names the bucket; object_store's message carries the request's URL.
+    w.assert_outage_handled::<Bucket>(&before, "BucketOperationFailed", "\"podinfo\"")
+        .await?;
+    let buckets: Api<Bucket> = Api::namespaced(w.client(), NS);
+    let status = buckets.get("podinfo").await?.status.unwrap_or_default();
+    let ready = ready_condition(Some(&status)).cloned().expect("Ready");
+    assert!(ready.message.contains(&endpoint), "{}", ready.message);
+    let ks: Api<Kustomization> = Api::namespaced(w.client(), NS);
+    let revision = ks
+        .get("app")
+        .await?
+        .status
+        .and_then(|s| s.last_applied_revision);
+    assert_eq!(
+        revision,
+        before.artifact.map(|a| a.revision.to_string()),
+        "the Kustomization's lastAppliedRevision is the Bucket's last artifact"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_repository_down_keeps_the_index_and_the_chart_artifacts() -> Result<()> {
+    let w = World::start().await?;
+    // A chart repository: podinfo 6.0.0 and an index.yaml listing it with its digest.
+    let repo_dir = w.tmp.path().join("charts");
+    std::fs::create_dir_all(&repo_dir)?;
+    let chart =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/podinfo/charts/podinfo");
+    let tgz = gitops_testenv::package_chart(&chart, "podinfo", "6.0.0")?;
+    std::fs::write(repo_dir.join("podinfo-6.0.0.tgz"), &tgz)?;
+    let digest = gitops_core::Digest::sha256_of(&tgz).hex().to_string();
+    std::fs::write(
+        repo_dir.join("index.yaml"),
+        format!(
+            "apiVersion: v1\nentries:\n  podinfo:\n  - apiVersion: v1\n    name: podinfo\n    version: 6.0.0\n    created: \"2024-01-01T00:00:00Z\"\n    urls:\n    - podinfo-6.0.0.tgz\n    digest: {digest}\ngenerated: \"2024-01-01T00:00:00Z\"\n"
+        ),
+    )?;
+    let http = StaticHttpServer::start(&repo_dir).await?;
+    let url = http.url();
+    w.create::<HelmRepository>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"url": url, "interval": "2s", "timeout": "5s"}
+    }))
+    .await?;
+    w.create::<HelmChart>(serde_json::json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmChart",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"chart": "podinfo", "version": ">=6.0.0", "interval": "2s",
+                 "sourceRef": {"kind": "HelmRepository", "name": "podinfo"}}
+    }))
+    .await?;
+    let repo_before = ready_source::<HelmRepository>(&w).await?;
+    let chart_before = ready_source::<HelmChart>(&w).await?;
+    let chart_artifact = chart_before.artifact.clone().expect("chart artifact");
+    assert_eq!(chart_artifact.revision.pointer(), Some("6.0.0"));
+
+    http.shutdown().await;
+    w.assert_source_failed::<HelmRepository>(&repo_before, "IndexationFailed", &url)
+        .await?;
+    w.assert_source_failed::<HelmChart>(&chart_before, "ChartPullFailed", &url)
+        .await?;
+
+    // Several intervals (2 s) later, both still fail and keep their artifacts, and the chart is
+    // still served by the operator's artifact server: it is what a HelmRelease would install.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let repos: Api<HelmRepository> = Api::namespaced(w.client(), NS);
+    let charts: Api<HelmChart> = Api::namespaced(w.client(), NS);
+    for status in [
+        repos.get("podinfo").await?.status.unwrap_or_default(),
+        charts.get("podinfo").await?.status.unwrap_or_default(),
+    ] {
+        let ready = ready_condition(Some(&status)).cloned().expect("Ready");
+        assert_eq!(ready.status.as_str(), "False", "{ready:?}");
+    }
+    let repo_now = repos.get("podinfo").await?.status.unwrap_or_default();
+    let chart_now = charts.get("podinfo").await?.status.unwrap_or_default();
+    assert_eq!(repo_now.artifact, repo_before.artifact);
+    assert_eq!(chart_now.artifact, chart_before.artifact);
+    w.assert_artifact_verifies(&repo_now)?;
+    w.assert_artifact_verifies(&chart_now)?;
+    let out = tempfile::tempdir()?;
+    fetch_artifact(
+        &chart_artifact.url,
+        &chart_artifact.digest,
+        out.path(),
+        FetchLimits::default(),
+    )
+    .await?;
+    let chart_yaml = std::fs::read_to_string(out.path().join("podinfo/Chart.yaml"))?;
+    assert!(chart_yaml.contains("version: 6.0.0"), "{chart_yaml}");
+    Ok(())
 }
