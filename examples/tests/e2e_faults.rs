@@ -15,127 +15,26 @@
 //! nothing is pruned. The HelmChart's artifact (what a HelmRelease would install) is still
 //! served by the operator's artifact server.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
-use gitops_core::ArtifactStore;
 use gitops_core::condition::{Condition, find_condition, is_ready, kind};
 use gitops_examples::crds::{
     Bucket, GitRepository, HelmChart, HelmRepository, Kustomization, OCIRepository, SourceStatus,
 };
-use gitops_examples::operator::{self, OperatorConfig};
 use gitops_examples::wait;
 use gitops_sources::oci::{OciAuth, push_artifact};
 use gitops_sources::server::{FetchLimits, fetch_artifact};
-use gitops_testenv::{GitHttpServer, OciRegistry, S3Server, StaticHttpServer, TestEnv};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
-use kube::api::{Api, PostParams};
+use gitops_testenv::{GitHttpServer, OciRegistry, S3Server, StaticHttpServer};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
-const NS: &str = "flux-system";
-
-fn podinfo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/podinfo-k8s120/kustomize")
-}
-
-/// A control plane with the CRDs installed, the `flux-system` namespace, and the operator.
-struct World {
-    env: TestEnv,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    tmp: tempfile::TempDir,
-}
+mod common;
+use common::{NS, TIMEOUT, World, podinfo};
 
 impl World {
-    async fn start() -> Result<World> {
-        gitops_examples::install_crypto_provider();
-        let env = TestEnv::start().await?;
-        let tmp = tempfile::tempdir()?;
-        gitops_examples::crds::install_crds(&env.client()).await?;
-        let namespaces: Api<Namespace> = Api::all(env.client());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?,
-            )
-            .await?;
-        let store = ArtifactStore::new(tmp.path().join("artifacts"))?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let env_client = env.client();
-        let config = OperatorConfig {
-            dependency_requeue: Duration::from_secs(1),
-            ..OperatorConfig::default()
-        };
-        tokio::spawn(async move {
-            if let Err(e) = operator::run(env_client, store, config, async move {
-                let _ = stopped.await;
-            })
-            .await
-            {
-                panic!("operator: {e}");
-            }
-        });
-        Ok(World {
-            env,
-            stop: Some(stop),
-            tmp,
-        })
-    }
-
-    fn client(&self) -> kube::Client {
-        self.env.client()
-    }
-
-    async fn create<K>(&self, value: serde_json::Value) -> Result<()>
-    where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
-        let api: Api<K> = Api::namespaced(self.client(), NS);
-        api.create(&PostParams::default(), &serde_json::from_value(value)?)
-            .await?;
-        Ok(())
-    }
-
-    /// A pruning Kustomization `app` of `kind`/`podinfo`, reconciled every 2 s.
-    async fn create_kustomization(&self, kind: &str) -> Result<()> {
-        self.create::<Kustomization>(serde_json::json!({
-            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-            "metadata": {"name": "app", "namespace": NS},
-            "spec": {"interval": "2s", "path": "./", "prune": true, "targetNamespace": "default",
-                     "sourceRef": {"kind": kind, "name": "podinfo"}}
-        }))
-        .await
-    }
-
-    async fn ready_kustomization(&self) -> Result<Kustomization> {
-        let api: Api<Kustomization> = Api::namespaced(self.client(), NS);
-        wait::until(&api, "app", TIMEOUT, "Kustomization Ready", |k| {
-            k.status.as_ref().is_some_and(|s| {
-                is_ready(&s.conditions) && s.observed_generation == k.metadata.generation
-            })
-        })
-        .await
-    }
-
-    async fn assert_podinfo_applied(&self) -> Result<()> {
-        let deployments: Api<Deployment> = Api::namespaced(self.client(), "default");
-        let services: Api<Service> = Api::namespaced(self.client(), "default");
-        let d = deployments.get_opt("podinfo").await?;
-        assert!(
-            d.is_some_and(|d| d.metadata.deletion_timestamp.is_none()),
-            "Deployment podinfo"
-        );
-        assert!(services.get_opt("podinfo").await?.is_some(), "Service");
-        Ok(())
-    }
-
     /// After the source's server went down: the source `name` of kind `K` turns Ready=False
     /// with `reason` and a message naming `url`, keeps `artifact`, and the Kustomization keeps
     /// its objects and revision over several of its reconciles.
@@ -217,16 +116,8 @@ impl World {
     /// The file of `status.artifact` is in the operator's store and matches its digest.
     fn assert_artifact_verifies(&self, status: &SourceStatus) -> Result<()> {
         let artifact = status.artifact.as_ref().expect("status.artifact");
-        ArtifactStore::new(self.tmp.path().join("artifacts"))?.verify(artifact)?;
+        self.store()?.verify(artifact)?;
         Ok(())
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
@@ -340,8 +231,9 @@ async fn git_server_down_keeps_the_artifact_and_the_applied_objects() -> Result<
         "spec": {"url": url, "ref": {"branch": "master"}, "interval": "1s", "timeout": "10s"}
     }))
     .await?;
-    w.create_kustomization("GitRepository").await?;
-    w.ready_kustomization().await?;
+    w.create_kustomization("app", "GitRepository", "podinfo", "2s")
+        .await?;
+    w.ready_kustomization("app").await?;
     w.assert_podinfo_applied().await?;
     let before = ready_source::<GitRepository>(&w).await?;
 
@@ -379,8 +271,9 @@ async fn oci_registry_down_keeps_the_artifact_and_the_applied_objects() -> Resul
                  "timeout": "10s"}
     }))
     .await?;
-    w.create_kustomization("OCIRepository").await?;
-    w.ready_kustomization().await?;
+    w.create_kustomization("app", "OCIRepository", "podinfo", "2s")
+        .await?;
+    w.ready_kustomization("app").await?;
     w.assert_podinfo_applied().await?;
     let before = ready_source::<OCIRepository>(&w).await?;
 
@@ -414,8 +307,9 @@ async fn bucket_server_down_keeps_the_artifact_and_the_applied_objects() -> Resu
                  "secretRef": {"name": "bucket-auth"}}
     }))
     .await?;
-    w.create_kustomization("Bucket").await?;
-    w.ready_kustomization().await?;
+    w.create_kustomization("app", "Bucket", "podinfo", "2s")
+        .await?;
+    w.ready_kustomization("app").await?;
     w.assert_podinfo_applied().await?;
     let before = ready_source::<Bucket>(&w).await?;
 

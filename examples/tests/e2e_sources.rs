@@ -22,139 +22,19 @@
 //! oci-client as `helm push` does).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Result;
-use gitops_core::ArtifactStore;
 use gitops_core::condition::{find_condition, is_ready, kind};
 use gitops_examples::crds::{Bucket, GitRepository, HelmChart, Kustomization, OCIRepository};
-use gitops_examples::operator::{self, OperatorConfig};
+use gitops_examples::operator;
 use gitops_examples::wait;
 use gitops_sources::server::{FetchLimits, fetch_artifact};
-use gitops_testenv::{OciRegistry, S3Server, StaticHttpServer, TestCa, TestEnv};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
-use kube::api::{Api, PostParams};
+use gitops_testenv::{OciRegistry, S3Server, StaticHttpServer, TestCa};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
-const NS: &str = "flux-system";
-
-fn podinfo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/podinfo-k8s120/kustomize")
-}
-
-/// A control plane with the CRDs installed, the `flux-system` namespace, and the operator.
-struct World {
-    env: TestEnv,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _tmp: tempfile::TempDir,
-}
-
-impl World {
-    async fn start() -> Result<World> {
-        gitops_examples::install_crypto_provider();
-        let env = TestEnv::start().await?;
-        let tmp = tempfile::tempdir()?;
-        gitops_examples::crds::install_crds(&env.client()).await?;
-        let namespaces: Api<Namespace> = Api::all(env.client());
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?,
-            )
-            .await?;
-        let store = ArtifactStore::new(tmp.path().join("artifacts"))?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let env_client = env.client();
-        let config = OperatorConfig {
-            dependency_requeue: Duration::from_secs(1),
-            ..OperatorConfig::default()
-        };
-        tokio::spawn(async move {
-            if let Err(e) = operator::run(env_client, store, config, async move {
-                let _ = stopped.await;
-            })
-            .await
-            {
-                panic!("operator: {e}");
-            }
-        });
-        Ok(World {
-            env,
-            stop: Some(stop),
-            _tmp: tmp,
-        })
-    }
-
-    fn client(&self) -> kube::Client {
-        self.env.client()
-    }
-
-    async fn create<K>(&self, value: serde_json::Value) -> Result<()>
-    where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
-        let api: Api<K> = Api::namespaced(self.client(), NS);
-        api.create(&PostParams::default(), &serde_json::from_value(value)?)
-            .await?;
-        Ok(())
-    }
-
-    /// A Kustomization `name` of the source `kind`/`source` applying the artifact's root into
-    /// `default`.
-    async fn create_kustomization(&self, name: &str, kind: &str, source: &str) -> Result<()> {
-        self.create::<Kustomization>(serde_json::json!({
-            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"interval": "10m", "path": "./", "prune": true, "targetNamespace": "default",
-                     "sourceRef": {"kind": kind, "name": source}}
-        }))
-        .await
-    }
-
-    /// Waits until the Kustomization `name` is Ready at its generation; returns it.
-    async fn ready_kustomization(&self, name: &str) -> Result<Kustomization> {
-        let api: Api<Kustomization> = Api::namespaced(self.client(), NS);
-        wait::until(&api, name, TIMEOUT, "Kustomization Ready", |k| {
-            k.status.as_ref().is_some_and(|s| {
-                is_ready(&s.conditions) && s.observed_generation == k.metadata.generation
-            })
-        })
-        .await
-    }
-
-    /// The podinfo Deployment and Service exist in `default`.
-    async fn assert_podinfo_applied(&self) -> Result<()> {
-        let deployments: Api<Deployment> = Api::namespaced(self.client(), "default");
-        let services: Api<Service> = Api::namespaced(self.client(), "default");
-        assert!(
-            deployments.get_opt("podinfo").await?.is_some(),
-            "Deployment"
-        );
-        assert!(services.get_opt("podinfo").await?.is_some(), "Service");
-        Ok(())
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-fn last_applied(k: &Kustomization) -> String {
-    k.status
-        .as_ref()
-        .and_then(|s| s.last_applied_revision.clone())
-        .unwrap_or_default()
-}
+mod common;
+use common::{NS, TIMEOUT, World, last_applied, podinfo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oci_repository_with_credentials_feeds_a_kustomization() -> Result<()> {
@@ -205,10 +85,10 @@ async fn oci_repository_with_credentials_feeds_a_kustomization() -> Result<()> {
                  "secretRef": {"name": "registry-auth"}}
     }))
     .await?;
-    w.create_kustomization("app", "OCIRepository", "podinfo")
+    w.create_kustomization("app", "OCIRepository", "podinfo", "10m")
         .await?;
     // A kind this operator does not serve: Ready=False saying so, instead of waiting silently.
-    w.create_kustomization("other", "HelmChart", "podinfo")
+    w.create_kustomization("other", "HelmChart", "podinfo", "10m")
         .await?;
 
     let ks = w.ready_kustomization("app").await?;
@@ -284,7 +164,8 @@ async fn bucket_with_access_key_feeds_a_kustomization() -> Result<()> {
                  "secretRef": {"name": "bucket-auth"}}
     }))
     .await?;
-    w.create_kustomization("app", "Bucket", "podinfo").await?;
+    w.create_kustomization("app", "Bucket", "podinfo", "10m")
+        .await?;
 
     let ks = w.ready_kustomization("app").await?;
     let revision = last_applied(&ks);
@@ -467,7 +348,7 @@ fn commit_files(work: &Path, files: &[(&str, &str)], message: &str) -> Result<St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_repository_include_and_submodules() -> Result<()> {
     let world = World::start().await?;
-    let repos = world._tmp.path().join("repos");
+    let repos = world.tmp.path().join("repos");
     let lib = repo_with(&repos, "lib", &[("lib.yaml", "kind: Lib\n")])?;
     let lib_commit = git(&lib, &["rev-parse", "HEAD"])?;
     let shared = repo_with(&repos, "shared", &[("deploy/cm.yaml", "v: 1\n")])?;
@@ -537,7 +418,7 @@ async fn git_repository_include_and_submodules() -> Result<()> {
     );
     assert!(find_condition(&status.conditions, operator::INCLUDE_UNAVAILABLE).is_none());
     assert_eq!(status.included_artifacts.len(), 1);
-    let store = ArtifactStore::new(world._tmp.path().join("artifacts"))?;
+    let store = world.store()?;
     let out = tempfile::tempdir()?;
     store.extract(&artifact, out.path())?;
     assert_eq!(
