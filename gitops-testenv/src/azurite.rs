@@ -9,7 +9,7 @@
 //! requests with the account key themselves (Shared Key, HMAC-SHA256), so the client under test
 //! is not used to prepare its own fixtures.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
@@ -88,46 +88,32 @@ impl AzuriteServer {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let mut proc = Proc::spawn(
+        let mut proc = Proc::spawn_or_hint(
             "azurite-blob",
-            Path::new("azurite-blob"),
             &args,
+            &[],
             log.clone(),
-        )
-        .map_err(|e| match e {
-            Error::Io { context, source } => Error::Io {
-                context: format!("{context} (install it with `npm install -g azurite@3.37.0`)"),
-                source,
-            },
-            other => other,
-        })?;
+            "npm install -g azurite@3.37.0",
+        )?;
         let deadline = Instant::now() + AZURITE_START_TIMEOUT;
-        let url = loop {
-            proc.check_running()?;
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(url) = listening_url(&text) {
-                break url;
-            }
-            if Instant::now() > deadline {
-                return Err(proc.not_ready(AZURITE_START_TIMEOUT, "the `listens on` line"));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        };
+        let url = proc
+            .wait_for_log(
+                deadline,
+                AZURITE_START_TIMEOUT,
+                "the `listens on` line",
+                listening_url,
+            )
+            .await?;
         let addr = url.trim_start_matches("http://").to_string();
-        loop {
-            proc.check_running()?;
-            // Any HTTP answer (an unsigned listing gets 403) means it serves requests.
-            if request(&addr, "GET", &format!("/{ACCOUNT}?comp=list"), &[], &[])
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(proc.not_ready(AZURITE_START_TIMEOUT, "an HTTP answer"));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        // Any HTTP answer (an unsigned listing gets 403) means it serves requests.
+        let list = format!("/{ACCOUNT}?comp=list");
+        proc.wait_until(
+            deadline,
+            AZURITE_START_TIMEOUT,
+            "an HTTP answer",
+            || async { request(&addr, "GET", &list, &[], &[]).await.is_ok() },
+        )
+        .await?;
         tracing::debug!(pid = proc.pid(), %url, "azurite-blob ready");
         Ok(AzuriteServer {
             proc: Some(proc),

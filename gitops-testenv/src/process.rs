@@ -30,6 +30,24 @@ impl Proc {
         Proc::spawn_with_env(name, program, args, &[], log)
     }
 
+    /// [`Proc::spawn_with_env`], adding `install_hint` (e.g. `pip install 'moto[server]'`) to the
+    /// error when the program cannot be started.
+    pub(crate) fn spawn_or_hint(
+        name: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        log: PathBuf,
+        install_hint: &str,
+    ) -> Result<Proc, Error> {
+        Proc::spawn_with_env(name, Path::new(name), args, env, log).map_err(|e| match e {
+            Error::Io { context, source } => Error::Io {
+                context: format!("{context} (install it with `{install_hint}`)"),
+                source,
+            },
+            other => other,
+        })
+    }
+
     /// [`Proc::spawn`] with extra environment variables for the child.
     pub(crate) fn spawn_with_env(
         name: &str,
@@ -92,6 +110,56 @@ impl Proc {
             waiting_for: waiting_for.into(),
             log: self.log.clone(),
             log_tail: self.log_tail(),
+        }
+    }
+
+    /// Polls the process's log every 25 ms until `find` extracts what it waits for (e.g. the
+    /// URL a server prints once it listens), for at most until `deadline`.
+    ///
+    /// Errors: [`Error::ProcessExited`] when it exits, [`Error::NotReady`] (naming
+    /// `waiting_for`, with `timeout` as the budget) when `deadline` passes.
+    pub(crate) async fn wait_for_log<T>(
+        &mut self,
+        deadline: Instant,
+        timeout: Duration,
+        waiting_for: &str,
+        find: impl Fn(&str) -> Option<T>,
+    ) -> Result<T, Error> {
+        loop {
+            self.check_running()?;
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if let Some(found) = find(&text) {
+                return Ok(found);
+            }
+            if Instant::now() > deadline {
+                return Err(self.not_ready(timeout, waiting_for));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Calls `probe` every 25 ms until it answers `true` (e.g. an HTTP request succeeding), for
+    /// at most until `deadline`. Errors as [`Proc::wait_for_log`].
+    pub(crate) async fn wait_until<F, Fut>(
+        &mut self,
+        deadline: Instant,
+        timeout: Duration,
+        waiting_for: &str,
+        mut probe: F,
+    ) -> Result<(), Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        loop {
+            self.check_running()?;
+            if probe().await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(self.not_ready(timeout, waiting_for));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 

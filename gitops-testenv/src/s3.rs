@@ -7,7 +7,7 @@
 //! MD5 of single-part uploads). Its log holds one line per request (`"GET /b/k HTTP/1.1" 200`),
 //! which [`S3Server::requests`] exposes so tests can count downloads.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -140,43 +140,30 @@ impl S3Server {
             .tempdir()
             .map_err(|e| Error::io("creating a temporary folder for moto_server", e))?;
         let log = dir.path().join("moto.log");
-        let mut proc = Proc::spawn_with_env(
+        let mut proc = Proc::spawn_or_hint(
             "moto_server",
-            Path::new("moto_server"),
             &["-H".into(), "127.0.0.1".into(), "-p".into(), "0".into()],
             env,
             log.clone(),
-        )
-        .map_err(|e| match e {
-            Error::Io { context, source } => Error::Io {
-                context: format!("{context} (install it with `pip install 'moto[server]'`)"),
-                source,
-            },
-            other => other,
-        })?;
+            "pip install 'moto[server]'",
+        )?;
         let deadline = Instant::now() + S3_START_TIMEOUT;
-        let url = loop {
-            proc.check_running()?;
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(url) = running_url(&text) {
-                break url;
-            }
-            if Instant::now() > deadline {
-                return Err(proc.not_ready(S3_START_TIMEOUT, "the `Running on` line"));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        };
+        let url = proc
+            .wait_for_log(
+                deadline,
+                S3_START_TIMEOUT,
+                "the `Running on` line",
+                running_url,
+            )
+            .await?;
         let addr = url.trim_start_matches("http://").to_string();
-        loop {
-            proc.check_running()?;
-            if let Ok((200, _)) = request(&addr, "GET", "/moto-api/", &[]).await {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(proc.not_ready(S3_START_TIMEOUT, "GET /moto-api/ answering 200"));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        proc.wait_until(
+            deadline,
+            S3_START_TIMEOUT,
+            "GET /moto-api/ answering 200",
+            || async { matches!(request(&addr, "GET", "/moto-api/", &[]).await, Ok((200, _))) },
+        )
+        .await?;
         tracing::debug!(pid = proc.pid(), %url, "moto_server ready");
         Ok(S3Server {
             proc: Some(proc),
