@@ -680,6 +680,36 @@ mod tests {
     }
 
     #[test]
+    fn drift_paths_name_fields_and_ignore_server_metadata() {
+        let obj = |v: Value| -> DynamicObject { serde_json::from_value(v).unwrap() };
+        let live = obj(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "resourceVersion": "7", "generation": 3,
+                         "labels": {"app.kubernetes.io/name": "web"}},
+            "spec": {"replicas": 5, "template": {"spec": {"containers": [{"image": "a"}]}},
+                     "extra": true},
+            "status": {"replicas": 5}
+        }));
+        let dry = obj(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "resourceVersion": "8", "generation": 4,
+                         "labels": {"app.kubernetes.io/name": "api"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"image": "b"}]}}},
+            "status": {"replicas": 2}
+        }));
+        assert_eq!(
+            drift_paths(&live, &dry),
+            [
+                r#"metadata.labels["app.kubernetes.io/name"]"#,
+                "spec.extra",
+                "spec.replicas",
+                "spec.template.spec.containers[0].image"
+            ]
+        );
+        assert!(drift_paths(&live, &live).is_empty());
+    }
+
+    #[test]
     fn takeover_merges_kubectl_fields_into_our_apply_entry() {
         let entries = serde_json::json!([
             {"manager": "gitops", "operation": "Apply", "fieldsV1": {"f:data": {"f:a": {}}}},
