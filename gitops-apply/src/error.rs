@@ -47,10 +47,26 @@ pub enum ApplyError {
     WaitTimeout {
         /// `Kind/name` of the object.
         object: String,
-        /// `Established`, `Active`.
+        /// `Established`, `Active`, `deleted` (an object recreated because of an immutable field).
         condition: &'static str,
         /// The timeout in seconds.
         seconds: u64,
+    },
+    /// The API server refused to change an immutable field (a Job's `spec.template`, a
+    /// Service's `spec.clusterIP`...) and neither the applier's `force` nor the object's
+    /// `kustomize.toolkit.fluxcd.io/force: enabled` asked to recreate it, as Flux reports.
+    #[error(
+        "{object}: immutable field{} {} cannot be changed; set force or annotate the object with kustomize.toolkit.fluxcd.io/force: enabled to recreate it: {message}",
+        if .fields.len() == 1 { "" } else { "s" },
+        if .fields.is_empty() { "(unknown)".to_string() } else { .fields.join(", ") }
+    )]
+    Immutable {
+        /// `Kind/namespace/name` of the object.
+        object: String,
+        /// The field paths the API server named (e.g. `spec.template`), possibly empty.
+        fields: Vec<String>,
+        /// The API server's message.
+        message: String,
     },
     /// Some stale objects could not be deleted.
     #[error("prune failed for {}", .failures.join("; "))]
@@ -65,7 +81,9 @@ impl ApplyError {
     /// create-only, 422) and timeouts are retryable; unknown kinds and invalid objects are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ApplyError::UnknownKind { .. } | ApplyError::Object(_) => false,
+            ApplyError::UnknownKind { .. }
+            | ApplyError::Object(_)
+            | ApplyError::Immutable { .. } => false,
             ApplyError::Api {
                 source: kube::Error::Api(status),
                 ..

@@ -4,7 +4,11 @@
 //!   the rest last, each object dry-run first so unchanged objects are reported and not written;
 //! - Flux's per-object policies (label or annotation): `kustomize.toolkit.fluxcd.io/reconcile:
 //!   disabled` or `ssa: Ignore` on the desired or live object skips it, `ssa: IfNotPresent` creates
-//!   but never patches (reported `skipped`);
+//!   but never patches (reported `skipped`), `ssa: Merge` keeps fields of other managers;
+//! - drift correction: every apply reports `configured` objects with the drifted field paths and
+//!   corrects them; fields of kubectl managers are taken over; objects are recreated on
+//!   immutable-field errors with `force` ([`SsaApplier::with_force`] or
+//!   `kustomize.toolkit.fluxcd.io/force: enabled`);
 //! - [`SsaApplier::delete_all`]: prune stale inventory entries in reverse order, only when they still
 //!   carry the owner labels and are not marked `kustomize.toolkit.fluxcd.io/prune: disabled`
 //!   (nor `reconcile: disabled`, `ssa: Ignore`);
@@ -30,7 +34,7 @@ pub mod ssa;
 pub mod wait;
 
 pub use error::ApplyError;
-pub use ssa::{DEFAULT_FIELD_MANAGER, SsaApplier};
+pub use ssa::{DEFAULT_FIELD_MANAGER, SsaApplier, drift_paths};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;

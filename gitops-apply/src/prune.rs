@@ -18,6 +18,13 @@ pub const RECONCILE_SWITCH: &str = "kustomize.toolkit.fluxcd.io/reconcile";
 pub const SSA_POLICY: &str = "kustomize.toolkit.fluxcd.io/ssa";
 /// [`SSA_POLICY`] value: create the object when missing, never patch it.
 pub const SSA_IF_NOT_PRESENT: &str = "IfNotPresent";
+/// [`SSA_POLICY`] value: apply without taking over fields of other managers (Flux skips the
+/// managed-fields cleanup), so their fields are kept.
+pub const SSA_MERGE: &str = "Merge";
+/// Flux's per-object force switch: `kustomize.toolkit.fluxcd.io/force: enabled` (label or
+/// annotation, any case, on the desired or the live object) recreates the object when an apply
+/// fails on an immutable field.
+pub const FORCE_SWITCH: &str = "kustomize.toolkit.fluxcd.io/force";
 /// [`SSA_POLICY`] value: never apply, never prune.
 pub const SSA_IGNORE: &str = "Ignore";
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use gitops_core::{Action, ChangeSet, Object, ObjectId};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use serde_json::Value;
 
 use crate::discovery::{DiscoveryCache, Resolved};
@@ -23,7 +23,17 @@ pub const DEFAULT_FIELD_MANAGER: &str = "gitops";
 ///   (labels, annotations, everything outside `metadata` and `status`); when they are equal it is
 ///   reported `unchanged` and not written. Otherwise it is applied for real with the field manager
 ///   (default `gitops`), forcing ownership of conflicting fields, and reported `created` or
-///   `configured`.
+///   `configured`; a `configured` entry carries the drifted field paths ([`drift_paths`]), so
+///   objects changed in the cluster (`kubectl edit`, another field manager) are reported and
+///   corrected on every apply, and objects deleted by hand are created again.
+/// - Before that, as Flux's metadata cleanup, the fields owned by kubectl's managers and
+///   `before-first-apply` ([`TAKEN_OVER_MANAGERS`]) are taken over by the field manager and
+///   kubectl's last-applied annotation removed, so fields removed from Git are removed from the
+///   cluster; objects with `kustomize.toolkit.fluxcd.io/ssa: Merge` are left out of it.
+/// - When the dry run fails on an immutable field, the object is deleted, waited for and created
+///   again (reported `created`) if the applier is forced ([`SsaApplier::with_force`]) or the
+///   object has `kustomize.toolkit.fluxcd.io/force: enabled`; otherwise
+///   [`ApplyError::Immutable`] names the object and the fields.
 /// - Namespaced objects without a namespace go to the client's default namespace, as kubectl does.
 pub struct SsaApplier {
     pub(crate) client: kube::Client,
@@ -32,6 +42,7 @@ pub struct SsaApplier {
     pub(crate) wait_timeout: Duration,
     pub(crate) wait_interval: Duration,
     pub(crate) concurrency: usize,
+    pub(crate) force: bool,
 }
 
 impl std::fmt::Debug for SsaApplier {
@@ -40,6 +51,7 @@ impl std::fmt::Debug for SsaApplier {
             .field("field_manager", &self.field_manager)
             .field("wait_timeout", &self.wait_timeout)
             .field("concurrency", &self.concurrency)
+            .field("force", &self.force)
             .finish_non_exhaustive()
     }
 }
@@ -54,6 +66,7 @@ impl SsaApplier {
             wait_timeout: Duration::from_secs(60),
             wait_interval: Duration::from_millis(250),
             concurrency: 4,
+            force: false,
         }
     }
 
@@ -72,6 +85,14 @@ impl SsaApplier {
     /// Sets how many dry runs go to the API server at once (Flux's `--concurrent-ssa`).
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
+        self
+    }
+
+    /// Recreates objects whose apply fails on an immutable field (Flux's Kustomization
+    /// `spec.force`); without it only objects with `kustomize.toolkit.fluxcd.io/force: enabled`
+    /// are recreated. Default `false`.
+    pub fn with_force(mut self, force: bool) -> Self {
+        self.force = force;
         self
     }
 
@@ -159,12 +180,14 @@ impl SsaApplier {
                     action
                 }
             };
-            cs.push(p.id, p.version, action);
+            cs.push_with_drift(p.id, p.version, action, p.drift);
         }
         Ok(cs)
     }
 
-    /// GET the live object and dry-run the apply; decide created / configured / unchanged.
+    /// GET the live object and dry-run the apply; recreate it on an immutable-field error when
+    /// forced; take over fields of kubectl managers; decide created / configured / unchanged and
+    /// which fields drifted.
     async fn plan(&self, object: &Object) -> Result<Planned, ApplyError> {
         let mut id = object.id()?;
         let (api, resolved) = self
@@ -185,7 +208,7 @@ impl SsaApplier {
             id.namespace.clear();
         }
         let name = id.name.clone();
-        let live = api.get_opt(&name).await.map_err(|source| ApplyError::Api {
+        let mut live = api.get_opt(&name).await.map_err(|source| ApplyError::Api {
             object: id.to_string(),
             op: "get",
             source,
@@ -199,42 +222,339 @@ impl SsaApplier {
                 .is_some_and(|l| is_excluded(|k, v| crate::prune::has_switch(l, k, v)));
         let if_not_present = live.is_some()
             && object.has_switch(crate::prune::SSA_POLICY, crate::prune::SSA_IF_NOT_PRESENT);
-        if excluded || if_not_present {
-            return Ok(Planned {
-                id,
-                version: object.version().to_string(),
-                name,
-                api,
-                payload,
-                action: Action::Skipped,
-            });
-        }
-        let dry = api
-            .patch(
-                &name,
-                &PatchParams::apply(&self.field_manager).force().dry_run(),
-                &Patch::Apply(&payload),
-            )
-            .await
-            .map_err(|source| ApplyError::Api {
-                object: id.to_string(),
-                op: "dry-run apply",
-                source,
-            })?;
-        let action = match live {
-            None => Action::Created,
-            Some(live) if !drifted(&live, &dry) => Action::Unchanged,
-            Some(_) => Action::Configured,
-        };
-        Ok(Planned {
-            id,
+        let planned = |action, drift| Planned {
+            id: id.clone(),
             version: object.version().to_string(),
-            name,
-            api,
-            payload,
+            name: name.clone(),
+            api: api.clone(),
+            payload: payload.clone(),
             action,
+            drift,
+        };
+        if excluded || if_not_present {
+            return Ok(planned(Action::Skipped, Vec::new()));
+        }
+        let switch = |key: &str, value: &str| {
+            object.has_switch(key, value)
+                || live
+                    .as_ref()
+                    .is_some_and(|l| crate::prune::has_switch(l, key, value))
+        };
+        let force = self.force || switch(crate::prune::FORCE_SWITCH, "enabled");
+        let merge = switch(crate::prune::SSA_POLICY, crate::prune::SSA_MERGE);
+        let mut dry = match self.dry_run(&api, &name, &payload).await {
+            Ok(dry) => dry,
+            // As fluxcd/pkg ssa: an invalid or conflicting dry run of an existing object may be
+            // an immutable field; with force, delete the object, wait until it is gone, and
+            // create it again.
+            Err(source) if live.is_some() && is_immutable_error(&source) => {
+                if !force {
+                    return Err(immutable_or_api(id.to_string(), source));
+                }
+                tracing::info!(object = %id, "immutable field changed, recreating the object");
+                self.delete_and_wait(&api, &id).await?;
+                live = None;
+                self.dry_run(&api, &name, &payload)
+                    .await
+                    .map_err(|source| ApplyError::Api {
+                        object: id.to_string(),
+                        op: "dry-run apply",
+                        source,
+                    })?
+            }
+            Err(source) => {
+                return Err(ApplyError::Api {
+                    object: id.to_string(),
+                    op: "dry-run apply",
+                    source,
+                });
+            }
+        };
+        // Flux's metadata cleanup (fluxcd/pkg ssa `cleanupMetadata`), skipped for `ssa: Merge`:
+        // the fields of kubectl and `before-first-apply` become ours, so that fields removed
+        // from Git are removed from the cluster. The dry run is repeated to see the effect.
+        let mut taken_over = false;
+        if let Some(current) = live.as_ref().filter(|_| !merge)
+            && let Some(cleaned) = self.cleanup_metadata(&api, &id, current).await?
+        {
+            live = Some(cleaned);
+            taken_over = true;
+            dry = self
+                .dry_run(&api, &name, &payload)
+                .await
+                .map_err(|source| ApplyError::Api {
+                    object: id.to_string(),
+                    op: "dry-run apply",
+                    source,
+                })?;
+        }
+        Ok(match live {
+            None => planned(Action::Created, Vec::new()),
+            Some(live) => {
+                let drift = drift_paths(&live, &dry);
+                if drift.is_empty() && !taken_over {
+                    planned(Action::Unchanged, drift)
+                } else {
+                    planned(Action::Configured, drift)
+                }
+            }
         })
     }
+
+    /// A server-side dry-run apply of `payload`, forcing conflicts.
+    async fn dry_run(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        payload: &Value,
+    ) -> Result<DynamicObject, kube::Error> {
+        api.patch(
+            name,
+            &PatchParams::apply(&self.field_manager).force().dry_run(),
+            &Patch::Apply(payload),
+        )
+        .await
+    }
+
+    /// Deletes the object (background propagation) and waits until it is gone (finalizers
+    /// done), polling every wait interval up to the wait timeout, as fluxcd/pkg ssa does before
+    /// recreating an object.
+    async fn delete_and_wait(
+        &self,
+        api: &Api<DynamicObject>,
+        id: &ObjectId,
+    ) -> Result<(), ApplyError> {
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        match api.delete(&id.name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(source) => {
+                return Err(ApplyError::Api {
+                    object: id.to_string(),
+                    op: "delete",
+                    source,
+                });
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.wait_timeout;
+        loop {
+            let live = retry_transport(|| api.get_opt(&id.name))
+                .await
+                .map_err(|source| ApplyError::Api {
+                    object: id.to_string(),
+                    op: "get",
+                    source,
+                })?;
+            if live.is_none() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApplyError::WaitTimeout {
+                    object: id.to_string(),
+                    condition: "deleted",
+                    seconds: self.wait_timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(self.wait_interval).await;
+        }
+    }
+
+    /// Flux's metadata cleanup: removes kubectl's last-applied annotation and gives the fields
+    /// of the [`TAKEN_OVER_MANAGERS`] (and our own `Update` entries) to our field manager as
+    /// an `Apply` entry, merging them into the one we have. Returns the patched object, or
+    /// `None` when there was nothing to clean.
+    async fn cleanup_metadata(
+        &self,
+        api: &Api<DynamicObject>,
+        id: &ObjectId,
+        live: &DynamicObject,
+    ) -> Result<Option<DynamicObject>, ApplyError> {
+        let managed = serde_json::to_value(&live.metadata.managed_fields).unwrap_or(Value::Null);
+        let managed = managed.as_array().cloned().unwrap_or_default();
+        let fields = take_over_managed_fields(&managed, &self.field_manager);
+        let has_last_applied = live
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(LAST_APPLIED_ANNOTATION));
+        if fields.is_none() && !has_last_applied {
+            return Ok(None);
+        }
+        let mut metadata = serde_json::Map::new();
+        if let Some(fields) = fields {
+            metadata.insert("managedFields".into(), Value::Array(fields));
+        }
+        if has_last_applied {
+            metadata.insert(
+                "annotations".into(),
+                serde_json::json!({ LAST_APPLIED_ANNOTATION: null }),
+            );
+        }
+        let patch = serde_json::json!({ "metadata": metadata });
+        let params = PatchParams {
+            field_manager: Some(self.field_manager.clone()),
+            ..PatchParams::default()
+        };
+        api.patch(&id.name, &params, &Patch::Merge(&patch))
+            .await
+            .map(Some)
+            .map_err(|source| ApplyError::Api {
+                object: id.to_string(),
+                op: "managed fields cleanup",
+                source,
+            })
+    }
+}
+
+/// kubectl's client-side apply annotation, removed by the metadata cleanup as Flux does.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Field managers whose fields our field manager takes over (name prefix, operation), as
+/// kustomize-controller configures fluxcd/pkg ssa: `kubectl` (`kubectl apply --server-side`,
+/// `kubectl-client-side-apply`, `kubectl-edit`...) both `Apply` and `Update`, and
+/// `before-first-apply` `Update`. Our own manager's `Update` entries are taken over too.
+pub const TAKEN_OVER_MANAGERS: &[(&str, &str)] = &[
+    ("kubectl", "Apply"),
+    ("kubectl", "Update"),
+    ("before-first-apply", "Update"),
+];
+
+/// The managedFields after the takeover, or `None` when no entry matches. Matching entries
+/// (not of a subresource) are merged into our `Apply` entry (the first match is renamed when
+/// we have none), as fluxcd/pkg's `PatchReplaceFieldsManagers`.
+fn take_over_managed_fields(entries: &[Value], ours: &str) -> Option<Vec<Value>> {
+    let field = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let matches = |e: &Value| {
+        let (manager, op) = (field(e, "manager"), field(e, "operation"));
+        if !field(e, "subresource").is_empty() {
+            return false;
+        }
+        (manager == ours && op == "Update")
+            || TAKEN_OVER_MANAGERS
+                .iter()
+                .any(|(prefix, o)| manager.starts_with(prefix) && op == *o)
+    };
+    if !entries.iter().any(matches) {
+        return None;
+    }
+    let is_ours = |e: &Value| {
+        field(e, "manager") == ours
+            && field(e, "operation") == "Apply"
+            && field(e, "subresource").is_empty()
+    };
+    let mut ours_entry: Option<Value> = entries.iter().find(|e| is_ours(e)).cloned();
+    let mut kept = Vec::with_capacity(entries.len());
+    for e in entries {
+        if is_ours(e) {
+            continue;
+        }
+        if !matches(e) {
+            kept.push(e.clone());
+            continue;
+        }
+        match ours_entry.as_mut() {
+            None => {
+                let mut renamed = e.clone();
+                renamed["manager"] = Value::from(ours);
+                renamed["operation"] = Value::from("Apply");
+                ours_entry = Some(renamed);
+            }
+            Some(o) => {
+                let theirs = e.get("fieldsV1").cloned().unwrap_or(Value::Null);
+                match o.get_mut("fieldsV1") {
+                    Some(mine) if mine.is_object() => merge_fields(mine, &theirs),
+                    _ => o["fieldsV1"] = theirs,
+                }
+            }
+        }
+    }
+    kept.extend(ours_entry);
+    Some(kept)
+}
+
+/// Union of two `FieldsV1` sets (nested objects keyed `f:`, `k:`, `v:`, `i:` and `.`).
+fn merge_fields(into: &mut Value, from: &Value) {
+    if let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) {
+        for (k, v) in from {
+            match into.get_mut(k) {
+                Some(existing) => merge_fields(existing, v),
+                None => {
+                    into.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Whether an API error may come from an immutable field, as fluxcd/pkg ssa's
+/// `IsImmutableError` (and kubectl) decide: 409 Conflict, 422 Invalid, or a message saying a
+/// field is immutable (admission webhooks, CEL rules).
+fn is_immutable_error(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => {
+            s.code == 409 || s.code == 422 || s.reason == "Invalid" || says_immutable(&s.message)
+        }
+        _ => false,
+    }
+}
+
+fn says_immutable(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("is immutable")
+        || m.contains("immutable field")
+        || m.contains("may not change once set")
+}
+
+/// The error for a refused change without force: [`ApplyError::Immutable`] with the fields
+/// the API server named when its message is about immutability, the plain API error otherwise.
+fn immutable_or_api(object: String, source: kube::Error) -> ApplyError {
+    match &source {
+        kube::Error::Api(s) if says_immutable(&s.message) => ApplyError::Immutable {
+            object,
+            fields: invalid_fields(&s.message),
+            message: s.message.clone(),
+        },
+        _ => ApplyError::Api {
+            object,
+            op: "dry-run apply",
+            source,
+        },
+    }
+}
+
+/// The field paths in a Kubernetes validation message (`Job.batch "x" is invalid:
+/// spec.template: Invalid value: ...: field is immutable`), in order, without duplicates.
+fn invalid_fields(message: &str) -> Vec<String> {
+    const MARKERS: &[&str] = &[
+        ": Invalid value",
+        ": Forbidden",
+        ": Required value",
+        ": Unsupported value",
+        ": Duplicate value",
+        ": Too long",
+        ": Too many",
+        ": Not found",
+    ];
+    let mut fields: Vec<String> = Vec::new();
+    for marker in MARKERS {
+        for (at, _) in message.match_indices(marker) {
+            let before = &message[..at];
+            // The path runs back to a space; the first of a list of errors opens with `[`.
+            let start = before.rfind(' ').map_or(0, |i| i + 1);
+            let f = before[start..]
+                .strip_prefix('[')
+                .unwrap_or(&before[start..]);
+            if !f.is_empty() && !fields.iter().any(|x| x == f) {
+                fields.push(f.to_string());
+            }
+        }
+    }
+    // Report in the order the server wrote them.
+    fields.sort_by_key(|f| message.find(f.as_str()));
+    fields
 }
 
 /// Whether metadata (through `matches(key, value)`, case-insensitive on values) carries one of
@@ -252,6 +572,7 @@ struct Planned {
     api: Api<DynamicObject>,
     payload: Value,
     action: Action,
+    drift: Vec<String>,
 }
 
 /// Runs an idempotent API call, retrying transport failures (connection reset or closed, as
@@ -281,16 +602,130 @@ fn is_transport(e: &kube::Error) -> bool {
     matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_))
 }
 
-/// Whether the dry-run result differs from the live object: labels, annotations, and everything
-/// outside `metadata` and `status` (what Flux compares).
-pub(crate) fn drifted(live: &DynamicObject, dry: &DynamicObject) -> bool {
+/// The field paths where the dry-run result differs from the live object (what Flux compares):
+/// `metadata.labels` and `metadata.annotations` entries and everything outside `metadata` and
+/// `status`; server-managed metadata (managedFields, resourceVersion, generation...) is ignored.
+/// Paths are dotted, with `[i]` for list items and `["key"]` for keys holding a dot
+/// (`spec.template.spec.containers[0].image`, `metadata.labels["app.kubernetes.io/name"]`);
+/// a list whose length changed is reported as a whole. Sorted as found, depth first.
+pub fn drift_paths(live: &DynamicObject, dry: &DynamicObject) -> Vec<String> {
     let comparable = |o: &DynamicObject| {
         let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
         if let Some(m) = v.as_object_mut() {
             m.remove("status");
-            m.remove("metadata");
+            let mut md = serde_json::Map::new();
+            for (k, map) in [
+                ("labels", &o.metadata.labels),
+                ("annotations", &o.metadata.annotations),
+            ] {
+                if let Some(map) = map.as_ref().filter(|m| !m.is_empty()) {
+                    md.insert(k.into(), serde_json::to_value(map).unwrap_or(Value::Null));
+                }
+            }
+            m.insert("metadata".into(), Value::Object(md));
         }
-        (v, o.metadata.labels.clone(), o.metadata.annotations.clone())
+        v
     };
-    comparable(live) != comparable(dry)
+    let mut out = Vec::new();
+    diff_values(&comparable(live), &comparable(dry), "", &mut out);
+    out
+}
+
+fn child_path(parent: &str, key: &str) -> String {
+    if key.contains(['.', '[', ']', '"']) || key.is_empty() {
+        format!("{parent}[{}]", Value::from(key))
+    } else if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+fn diff_values(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = child_path(path, k);
+                match (x.get(k), y.get(k)) {
+                    (Some(va), Some(vb)) => diff_values(va, vb, &p, out),
+                    _ => out.push(p),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                diff_values(va, vb, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ if a != b => out.push(path.to_string()),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_fields_are_read_from_validation_messages() {
+        let msg = r#"Job.batch "migrate" is invalid: spec.template: Invalid value: core.PodTemplateSpec{...}: field is immutable"#;
+        assert_eq!(invalid_fields(msg), ["spec.template"]);
+        let msg = r#"Service "web" is invalid: [spec.clusterIPs[0]: Invalid value: []string{"10.0.0.9"}: may not change once set, spec.ipFamilies: Forbidden: x]"#;
+        assert_eq!(
+            invalid_fields(msg),
+            ["spec.clusterIPs[0]", "spec.ipFamilies"]
+        );
+        assert!(invalid_fields("something else").is_empty());
+    }
+
+    #[test]
+    fn drift_paths_name_fields_and_ignore_server_metadata() {
+        let obj = |v: Value| -> DynamicObject { serde_json::from_value(v).unwrap() };
+        let live = obj(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "resourceVersion": "7", "generation": 3,
+                         "labels": {"app.kubernetes.io/name": "web"}},
+            "spec": {"replicas": 5, "template": {"spec": {"containers": [{"image": "a"}]}},
+                     "extra": true},
+            "status": {"replicas": 5}
+        }));
+        let dry = obj(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "resourceVersion": "8", "generation": 4,
+                         "labels": {"app.kubernetes.io/name": "api"}},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"image": "b"}]}}},
+            "status": {"replicas": 2}
+        }));
+        assert_eq!(
+            drift_paths(&live, &dry),
+            [
+                r#"metadata.labels["app.kubernetes.io/name"]"#,
+                "spec.extra",
+                "spec.replicas",
+                "spec.template.spec.containers[0].image"
+            ]
+        );
+        assert!(drift_paths(&live, &live).is_empty());
+    }
+
+    #[test]
+    fn takeover_merges_kubectl_fields_into_our_apply_entry() {
+        let entries = serde_json::json!([
+            {"manager": "gitops", "operation": "Apply", "fieldsV1": {"f:data": {"f:a": {}}}},
+            {"manager": "kubectl-client-side-apply", "operation": "Update", "fieldsV1": {"f:data": {"f:b": {}}}},
+            {"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:data": {"f:c": {}}}},
+            {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:x": {}}},
+            {"manager": "kubectl", "operation": "Update", "subresource": "status", "fieldsV1": {}}
+        ]);
+        let out = take_over_managed_fields(entries.as_array().unwrap(), "gitops").unwrap();
+        let managers: Vec<_> = out.iter().map(|e| e["manager"].as_str().unwrap()).collect();
+        assert_eq!(managers, ["kube-controller-manager", "kubectl", "gitops"]);
+        assert_eq!(
+            out[2]["fieldsV1"],
+            serde_json::json!({"f:data": {"f:a": {}, "f:b": {}, "f:c": {}}})
+        );
+        let none = serde_json::json!([{"manager": "helm", "operation": "Update"}]);
+        assert!(take_over_managed_fields(none.as_array().unwrap(), "gitops").is_none());
+    }
 }

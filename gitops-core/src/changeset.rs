@@ -51,6 +51,11 @@ pub struct ChangeSetEntry {
     pub version: String,
     /// What happened.
     pub action: Action,
+    /// For a `configured` object, the fields that differed between the live object and the
+    /// desired state (e.g. `spec.replicas`, `data.key`), found by comparing the server-side dry
+    /// run with the live object; empty otherwise. Not part of the `Display` output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
 }
 
 impl fmt::Display for ChangeSetEntry {
@@ -73,6 +78,23 @@ impl ChangeSet {
             id,
             version: version.into(),
             action,
+            drift: Vec::new(),
+        });
+    }
+
+    /// Adds an entry with the field paths that drifted (see [`ChangeSetEntry::drift`]).
+    pub fn push_with_drift(
+        &mut self,
+        id: ObjectId,
+        version: impl Into<String>,
+        action: Action,
+        drift: Vec<String>,
+    ) {
+        self.entries.push(ChangeSetEntry {
+            id,
+            version: version.into(),
+            action,
+            drift,
         });
     }
 
