@@ -17,7 +17,9 @@
 //! in a private `--cache-dir`). Run 0 warms up and is not counted; the tool prints the medians of
 //! `RUNS` runs, the ratios `kubectl time / our time` (above 1 we are faster) as the lines
 //! `create ratio: X`, `noop ratio: Y`, `changed ratio: Z`, and the API requests each of our
-//! reconciles sent, per verb (counted by a tower layer on the `kube::Client`).
+//! reconciles sent, per verb (counted by a tower layer on the `kube::Client`), and how long one
+//! LIST of the 1,000 live ConfigMaps takes (what reading the whole live state in one request
+//! would cost a reconcile).
 //!
 //! Then, for comparison, the same phases with `SsaApplier::with_concurrency(N)` for each N in
 //! `CONCURRENCY` (comma-separated, default `16,64`; empty to skip).
@@ -176,6 +178,8 @@ struct Results {
     ours: [Duration; 3],
     kubectl: Option<[Duration; 3]>,
     requests: [BTreeMap<String, u64>; 3],
+    /// One LIST of our namespace's live ConfigMaps after the no-op phase (median).
+    list: Duration,
 }
 
 impl Results {
@@ -207,6 +211,10 @@ impl Results {
                 self.ours[i].as_secs_f64() * 1e3,
             );
         }
+        println!(
+            "  list     one LIST of the live ConfigMaps: {:.1} ms (reading all live state in one request)",
+            self.list.as_secs_f64() * 1e3
+        );
     }
 }
 
@@ -217,6 +225,7 @@ impl Bench<'_> {
         let mut ours: [Vec<Duration>; 3] = Default::default();
         let mut theirs: [Vec<Duration>; 3] = Default::default();
         let mut requests: [BTreeMap<String, u64>; 3] = Default::default();
+        let mut lists = Vec::new();
         for run in 0..=self.runs {
             let counted = run > 0;
             let our_ns = format!("ours-{tag}-{run}");
@@ -248,6 +257,15 @@ impl Bench<'_> {
                     ours[i].push(elapsed);
                     requests[i] = self.counts.lock().expect("counts").clone();
                 }
+                if phase == Phase::Noop {
+                    // What reading the whole live state in one request costs.
+                    let t = Instant::now();
+                    let live = self
+                        .runtime
+                        .block_on(count_config_maps(&self.client, &our_ns))?;
+                    lists.push(t.elapsed());
+                    ensure!(live == self.objects, "{live} ConfigMaps in {our_ns}");
+                }
                 if with_kubectl {
                     let file = self
                         .work
@@ -276,6 +294,7 @@ impl Bench<'_> {
             ours: ours.map(median),
             kubectl: with_kubectl.then(|| theirs.map(median)),
             requests,
+            list: median(lists),
         })
     }
 }
