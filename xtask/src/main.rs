@@ -6,10 +6,13 @@
 //! - `cargo xtask ci`: installs what is missing, then runs fmt, clippy and the whole test suite
 //!   against the test control plane.
 //! - `cargo xtask bench`: the criterion benches, then `kubectl kustomize` on the same overlay in
-//!   the same run, printed as a ratio; then `bench sources`.
+//!   the same run, printed as a ratio; then `bench sources` and `bench apply`.
 //! - `cargo xtask bench sources`: only `sources-bench`: the Git source against `git clone --depth
 //!   1` and the artifact store against `tar czf | sha256sum` on a generated 50 MB repository,
 //!   printed as ratios.
+//! - `cargo xtask bench apply`: only `apply-bench`: on a control plane it starts, server-side apply
+//!   of 1,000 ConfigMaps by `gitops-apply` against `kubectl apply --server-side` (create, no-op
+//!   reconcile, 10% changed), printed as ratios with our API requests per reconcile.
 //! - `cargo xtask kustomize-compare DIR...`: every kustomization under the folders, built by
 //!   `kubectl kustomize` and by `gitops build`: how many are byte-identical, and what differs.
 //! - `cargo xtask demo`: the main job end to end: a local control plane, a Git server over smart
@@ -35,7 +38,10 @@ fn main() -> Result<()> {
         "bench" => match std::env::args().nth(2).as_deref() {
             None => bench(),
             Some("sources") => bench_sources(),
-            Some(other) => bail!("unknown bench {other:?}: expected `cargo xtask bench [sources]`"),
+            Some("apply") => bench_apply(),
+            Some(other) => {
+                bail!("unknown bench {other:?}: expected `cargo xtask bench [sources|apply]`")
+            }
         },
         "kustomize-compare" => {
             let roots: Vec<PathBuf> = std::env::args().skip(2).map(PathBuf::from).collect();
@@ -55,7 +61,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <testenv|ci|demo|bench [sources]|kustomize-compare DIR...>"
+                "usage: cargo xtask <testenv|ci|demo|bench [sources|apply]|kustomize-compare DIR...>"
             );
             std::process::exit(2);
         }
@@ -248,7 +254,7 @@ fn demo() -> Result<()> {
 /// Runs the criterion benches, then times `kubectl kustomize` on the overlay the kustomize bench
 /// builds and prints how many times faster the in-process build is; then runs
 /// `benches/scripts/kustomize-large.sh` (`gitops build` against `kubectl kustomize` on a large
-/// generated overlay, with peak memory); then [`bench_sources`].
+/// generated overlay, with peak memory); then [`bench_sources`] and [`bench_apply`].
 fn bench() -> Result<()> {
     run(cargo().args(["bench", "-p", "gitops-benches"]))?;
     let overlay = root().join("../shared/fixtures/podinfo-k8s120/deploy/overlays/production");
@@ -283,7 +289,8 @@ fn bench() -> Result<()> {
     // Whole processes on a large generated overlay: time and peak memory, with the ratios.
     let script = root().join("benches/scripts/kustomize-large.sh");
     run(Command::new("bash").arg(script).current_dir(root()))?;
-    bench_sources()
+    bench_sources()?;
+    bench_apply()
 }
 
 /// Builds `sources-bench` in release mode and runs it: on a generated ~50 MB repository served by
@@ -301,6 +308,27 @@ fn bench_sources() -> Result<()> {
         "sources-bench",
     ]))?;
     run(Command::new(target_dir().join("release/sources-bench")).current_dir(root()))
+}
+
+/// Builds `apply-bench` in release mode and runs it with the test control plane installed
+/// (`KUBEBUILDER_ASSETS`): it starts its own control plane, then times `SsaApplier` against
+/// `kubectl apply --server-side -f` on 1,000 ConfigMaps (create, no-op reconcile, 10% changed)
+/// and ends with the lines `create ratio: X`, `noop ratio: Y`, `changed ratio: Z` (kubectl's
+/// time over ours), with our API requests per reconcile. Needs `kubectl`.
+fn bench_apply() -> Result<()> {
+    let assets = ensure_testenv()?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-q",
+        "-p",
+        "gitops-benches",
+        "--bin",
+        "apply-bench",
+    ]))?;
+    run(Command::new(target_dir().join("release/apply-bench"))
+        .current_dir(root())
+        .env("KUBEBUILDER_ASSETS", &assets))
 }
 
 /// `mean.point_estimate` from criterion's estimates.json, without a JSON dependency in xtask.
