@@ -11,7 +11,8 @@
 //! 5. otherwise the `Ready` condition: True is Current, False or Unknown InProgress with the
 //!    condition's message; objects without one are Current.
 //!
-//! Differences from kstatus: a Namespace is InProgress until `status.phase: Active` and
+//! Differences from kstatus: a Job is Current only once `Complete=True`, as Flux's own Job
+//! status reader (fluxcd/pkg `runtime/statusreaders`) has it; a Namespace is InProgress until `status.phase: Active` and
 //! Terminating in phase `Terminating`; a Service of type LoadBalancer is InProgress until
 //! `status.loadBalancer.ingress` is set (kstatus only checks `spec.clusterIP`).
 
@@ -387,12 +388,13 @@ fn job(obj: &Value) -> Health {
             _ => {}
         }
     }
+    // As Flux's custom Job status reader (fluxcd/pkg runtime/statusreaders), not kstatus: a
+    // Job is Current only once Complete, so `wait` runs migrations to their end.
     if str_at(obj, &["status", "startTime"]).is_none_or(str::is_empty) {
         return Health::in_progress("Job not started");
     }
-    // As kstatus: a started Job is Current; only its completion or failure changes that.
-    Health::current(format!(
-        "Job in progress. success:{succeeded}, active: {active}, failed: {failed}"
+    Health::in_progress(format!(
+        "Job in progress. success: {succeeded}, active: {active}, failed: {failed}"
     ))
 }
 
@@ -786,8 +788,8 @@ mod tests {
                 json!({"apiVersion": "batch/v1", "kind": "Job",
                 "metadata": {"name": "x"}, "status": {"startTime": "2024-01-01T00:00:00Z",
                 "active": 1}}),
-                Current,
-                "Job in progress. success:0, active: 1, failed: 0",
+                InProgress,
+                "Job in progress. success: 0, active: 1, failed: 0",
             ),
             // Pod.
             (
