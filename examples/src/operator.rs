@@ -1322,6 +1322,7 @@ async fn reconcile_kustomization(
                 path: ks.spec.path.clone().unwrap_or_default(),
                 prune: ks.spec.prune,
                 target_namespace: ks.spec.target_namespace.clone(),
+                ..Default::default()
             };
             let owner = OwnerLabels::flux(&ns, &name);
             let result = Reconcile {

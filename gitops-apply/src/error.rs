@@ -68,12 +68,32 @@ pub enum ApplyError {
         /// The API server's message.
         message: String,
     },
+    /// Objects did not become healthy: one is Failed (`timeout` is `None`), or not all were
+    /// Current within `timeout`. The message names every object that is not Current, e.g.
+    /// `Deployment/default/podinfo: InProgress: Available: 0/2`.
+    #[error("{}", unhealthy_message(.report, .timeout))]
+    Unhealthy {
+        /// The last health seen of every checked object.
+        report: crate::wait::HealthReport,
+        /// The timeout that passed, if that is why the wait ended.
+        timeout: Option<std::time::Duration>,
+    },
     /// Some stale objects could not be deleted.
     #[error("prune failed for {}", .failures.join("; "))]
     Prune {
         /// One message per failed object.
         failures: Vec<String>,
     },
+}
+
+fn unhealthy_message(
+    report: &crate::wait::HealthReport,
+    timeout: &Option<std::time::Duration>,
+) -> String {
+    match timeout {
+        Some(t) => format!("health check timed out after {t:?}: {report}"),
+        None => format!("health check failed: {report}"),
+    }
 }
 
 impl ApplyError {

@@ -12,6 +12,8 @@
 //! - [`SsaApplier::delete_all`]: prune stale inventory entries in reverse order, only when they still
 //!   carry the owner labels and are not marked `kustomize.toolkit.fluxcd.io/prune: disabled`
 //!   (nor `reconcile: disabled`, `ssa: Ignore`);
+//! - [`SsaApplier::wait_healthy`]: watch objects until all are Current by kstatus's rules
+//!   ([`health::compute`]), fail early when one is Failed, name every unhealthy object on timeout;
 //! - kinds resolved through cached discovery, so the applier works against any Kubernetes version
 //!   with untyped objects.
 //!
@@ -28,17 +30,20 @@
 
 pub mod discovery;
 pub mod error;
+pub mod health;
 pub mod order;
 pub mod prune;
 pub mod ssa;
 pub mod wait;
 
 pub use error::ApplyError;
+pub use health::{Health, HealthStatus};
 pub use ssa::{DEFAULT_CONCURRENCY, DEFAULT_FIELD_MANAGER, SsaApplier, drift_paths};
+pub use wait::HealthReport;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use gitops_core::{ChangeSet, InventoryEntry, Object, Stage};
+use gitops_core::{ChangeSet, InventoryEntry, Object, ObjectId, Stage};
 
 impl gitops_core::Applier for SsaApplier {
     fn apply<'a>(
@@ -62,6 +67,20 @@ impl gitops_core::Applier for SsaApplier {
             self.delete_all(stale, owner)
                 .await
                 .map_err(|e| e.into_core(Stage::Prune))
+        }
+        .boxed()
+    }
+
+    fn wait_healthy<'a>(
+        &'a self,
+        ids: &'a [ObjectId],
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'a, Result<(), gitops_core::Error>> {
+        async move {
+            SsaApplier::wait_healthy(self, ids, timeout)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.into_core(Stage::Health))
         }
         .boxed()
     }

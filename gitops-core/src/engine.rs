@@ -10,7 +10,7 @@
 //! engine.add(Unit {
 //!     name: "podinfo".into(),
 //!     source, renderer, applier,
-//!     spec: ApplySpec { path: "./kustomize".into(), prune: true, target_namespace: None },
+//!     spec: ApplySpec { path: "./kustomize".into(), prune: true, ..Default::default() },
 //!     timing: Timing::every(Duration::from_secs(60)),
 //!     owner: OwnerLabels::flux("flux-system", "podinfo"),
 //!     depends_on: vec![],

@@ -64,6 +64,13 @@ pub struct ApplySpec {
     /// Namespace set on every namespaced object (Flux's `spec.targetNamespace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_namespace: Option<String>,
+    /// Wait for every applied object to be healthy after apply and prune (Flux's `spec.wait`).
+    #[serde(default)]
+    pub wait: bool,
+    /// Objects to wait for after apply and prune, applied here or not, e.g. a HelmRelease
+    /// (Flux's `spec.healthChecks`); ignored when `wait` is set, which checks all applied objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<crate::ObjectId>,
 }
 
 /// The result of a successful [`reconcile_artifact`].
@@ -158,6 +165,10 @@ pub fn prepare_objects(
     Ok(())
 }
 
+/// How long past `timeout` the pipeline lets [`Applier::wait_healthy`] run before cutting it
+/// off, so the applier's own timeout (which names the unhealthy objects) fires first.
+const HEALTH_GRACE: Duration = Duration::from_secs(5);
+
 /// One reconcile of an artifact, fetch excluded. Build it with the unit's pieces and call
 /// [`Reconcile::run`].
 pub struct Reconcile<'a> {
@@ -175,14 +186,17 @@ pub struct Reconcile<'a> {
     pub applier: &'a dyn Applier,
     /// The inventory of the last successful reconcile.
     pub previous: &'a Inventory,
-    /// Budget of render, apply and prune each (Flux's `spec.timeout`).
+    /// Budget of render, apply, prune and the health check each (Flux's `spec.timeout`).
     pub timeout: Duration,
 }
 
 impl Reconcile<'_> {
     /// Extracts the artifact (digest verified), renders `spec.path`, stamps owner labels,
     /// applies, then — only if all of that succeeded and `spec.prune` is set — prunes the entries
-    /// of `previous` that are not in the new inventory.
+    /// of `previous` that are not in the new inventory; then, when `spec.wait` is set (all
+    /// applied objects) or `spec.health_checks` is not empty, waits up to `timeout` for those
+    /// objects to be healthy. A failed health check fails with stage `Health` (retryable) and
+    /// still returns the new inventory, as the objects were applied and pruned.
     pub async fn run(self) -> Result<Outcome, Failure> {
         let Reconcile {
             store,
@@ -259,6 +273,41 @@ impl Reconcile<'_> {
                         });
                     }
                 }
+            }
+        }
+        let checks: Vec<crate::ObjectId> = if spec.wait {
+            change_set
+                .entries
+                .iter()
+                .filter(|e| inventory.contains(&e.id))
+                .map(|e| e.id.clone())
+                .collect()
+        } else {
+            spec.health_checks.clone()
+        };
+        if !checks.is_empty() {
+            let checked = tokio::time::timeout(
+                timeout + HEALTH_GRACE,
+                applier.wait_healthy(&checks, timeout),
+            )
+            .await
+            .map_err(|_| {
+                Error::retryable(
+                    Stage::Health,
+                    PipelineError::Timeout("health check", timeout),
+                )
+            })
+            .and_then(|r| r);
+            if let Err(error) = checked {
+                let error = if error.is_retryable() && error.stage() == Stage::Health {
+                    error
+                } else {
+                    Error::retryable(Stage::Health, error)
+                };
+                return Err(Failure {
+                    error,
+                    inventory: Some(inventory),
+                });
             }
         }
         Ok(Outcome {

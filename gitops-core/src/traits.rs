@@ -4,10 +4,11 @@
 //! All three are object safe: a controller holds `Arc<dyn Source>` for whichever kind a spec names.
 
 use std::path::Path;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::{Artifact, ArtifactStore, ChangeSet, Error, InventoryEntry, Object};
+use crate::{Artifact, ArtifactStore, ChangeSet, Error, InventoryEntry, Object, ObjectId};
 
 /// What a [`Source::fetch`] found.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,4 +70,17 @@ pub trait Applier: Send + Sync {
         stale: &'a [InventoryEntry],
         owner: &'a [(String, String)],
     ) -> BoxFuture<'a, Result<ChangeSet, Error>>;
+
+    /// Waits until the objects `ids` are healthy (kstatus Current), as kustomize-controller does
+    /// for `spec.wait` and `spec.healthChecks`, for at most `timeout`. The error (stage
+    /// [`crate::Stage::Health`]) names every object that is not healthy and why. The default
+    /// does not wait and returns `Ok`.
+    fn wait_healthy<'a>(
+        &'a self,
+        ids: &'a [ObjectId],
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let _ = (ids, timeout);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }

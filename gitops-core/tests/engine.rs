@@ -149,6 +149,7 @@ fn unit(
             path: String::new(),
             prune: true,
             target_namespace: Some("apps".into()),
+            ..Default::default()
         },
         timing: Timing {
             interval: Duration::from_secs(3600),

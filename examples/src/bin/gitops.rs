@@ -267,6 +267,7 @@ async fn reconcile(args: ReconcileArgs) -> Result<()> {
             path: args.path.clone(),
             prune: args.prune,
             target_namespace: args.target_namespace.clone(),
+            ..Default::default()
         },
         owner: &OwnerLabels::flux(&args.namespace, &args.name),
         renderer: Arc::new(KustomizeRenderer::new()),
