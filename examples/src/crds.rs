@@ -250,6 +250,43 @@ pub struct KustomizationSpec {
     /// Kustomizations that must be Ready first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<DependencyReference>,
+    /// Variable substitution after the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_build: Option<PostBuild>,
+    /// Kustomize patches (`{patch, target}`) appended to the built kustomization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<serde_json::Value>,
+    /// Image overrides (`{name, newName, newTag, digest}`) appended to the built kustomization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<serde_json::Value>,
+    /// Kustomize components (folders relative to `path`) appended to the built kustomization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+}
+
+/// `Kustomization.spec.postBuild`: Flux's post-build variable substitution.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostBuild {
+    /// Variables (name -> value); they override those of `substituteFrom`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub substitute: std::collections::BTreeMap<String, String>,
+    /// ConfigMaps and Secrets in the Kustomization's namespace whose data are variables; a
+    /// later one overrides an earlier one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub substitute_from: Vec<SubstituteReference>,
+}
+
+/// `Kustomization.spec.postBuild.substituteFrom[]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubstituteReference {
+    /// `ConfigMap` or `Secret`.
+    pub kind: String,
+    /// Name, in the Kustomization's namespace.
+    pub name: String,
+    /// A missing object is an empty set of variables instead of a failure.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// `Kustomization.spec.sourceRef`.
