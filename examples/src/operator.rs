@@ -70,6 +70,9 @@ pub struct OperatorConfig {
     /// The address consumers reach the artifact server at (Flux's `--storage-adv-addr`):
     /// `host[:port]` or an `http(s)://` base URL; `None` advertises the bound address.
     pub storage_adv_addr: Option<String>,
+    /// Refuse a Kustomization whose `sourceRef` or `dependsOn` names another namespace: Ready=False
+    /// `AccessDenied` (Flux's `--no-cross-namespace-refs`). Default: allowed, as in Flux.
+    pub no_cross_namespace_refs: bool,
 }
 
 impl Default for OperatorConfig {
@@ -79,6 +82,7 @@ impl Default for OperatorConfig {
             backoff: Backoff::default(),
             storage_addr: "127.0.0.1:0".to_string(),
             storage_adv_addr: None,
+            no_cross_namespace_refs: false,
         }
     }
 }
@@ -1320,8 +1324,14 @@ async fn reconcile_kustomization(
 
     let next = match preflight(&ks, &ns, &ctx).await? {
         Err((reason, message)) => {
-            unit.mark_waiting(reason, message);
-            ctx.config.dependency_requeue
+            if reason == ACCESS_DENIED {
+                record_event(&ctx.client, &ks, true, reason, &message).await;
+                unit.mark_waiting(reason, message);
+                interval
+            } else {
+                unit.mark_waiting(reason, message);
+                ctx.config.dependency_requeue
+            }
         }
         Ok(artifact) => {
             let result = match kustomization_renderer(&ks, &ns, &ctx.client).await? {
@@ -1630,16 +1640,37 @@ async fn record_event(
     }
 }
 
+/// Flux's Ready=False reason of a reference refused by `--no-cross-namespace-refs`.
+pub const ACCESS_DENIED: &str = "AccessDenied";
+
 /// Why a Kustomization must wait: Flux's reason and message.
 type Wait = (&'static str, String);
 
 /// Checks `dependsOn` and the source; returns the artifact, or why the Kustomization must wait
-/// (`DependencyNotReady`, or `ArtifactFailed` while the source has no artifact, as Flux says).
+/// (`DependencyNotReady`, or `ArtifactFailed` while the source has no artifact, as Flux says;
+/// `AccessDenied` for a reference to another namespace under `--no-cross-namespace-refs`).
 async fn preflight(
     ks: &Kustomization,
     ns: &str,
     ctx: &Ctx,
 ) -> Result<Result<gitops_core::Artifact, Wait>, OperatorError> {
+    if ctx.config.no_cross_namespace_refs {
+        let src = &ks.spec.source_ref;
+        let refs = std::iter::once((src.kind.as_str(), &src.namespace, &src.name)).chain(
+            ks.spec
+                .depends_on
+                .iter()
+                .map(|d| ("Kustomization", &d.namespace, &d.name)),
+        );
+        for (kind, other_ns, other) in refs {
+            if let Some(other_ns) = other_ns.as_deref().filter(|o| *o != ns) {
+                let message = format!(
+                    "can't access '{kind}/{other_ns}/{other}', cross-namespace references have been blocked"
+                );
+                return Ok(Err((ACCESS_DENIED, message)));
+            }
+        }
+    }
     for dep in &ks.spec.depends_on {
         let dep_ns = dep.namespace.clone().unwrap_or_else(|| ns.to_string());
         let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &dep_ns);

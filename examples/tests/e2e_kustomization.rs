@@ -70,6 +70,11 @@ impl World {
     /// Control plane, operator, the `flux-system` namespace and the GitRepository `fleet` of a
     /// repository holding `files` (path, content).
     async fn start(files: &[(&str, &str)]) -> Result<World> {
+        World::start_with(files, false).await
+    }
+
+    /// [`World::start`], the operator refusing cross-namespace references or not.
+    async fn start_with(files: &[(&str, &str)], no_cross_namespace_refs: bool) -> Result<World> {
         gitops_examples::install_crypto_provider();
         let env = TestEnv::start().await?;
         let tmp = tempfile::tempdir()?;
@@ -86,6 +91,7 @@ impl World {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let config = OperatorConfig {
             dependency_requeue: Duration::from_secs(1),
+            no_cross_namespace_refs,
             ..OperatorConfig::default()
         };
         tokio::spawn(operator::run(env.client(), store, config, async move {
@@ -396,6 +402,47 @@ async fn a_failure_is_a_warning_event() -> Result<()> {
             .contains("variable not set"),
         "{warning:#?}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cross_namespace_refs_refuses_a_source_of_another_namespace() -> Result<()> {
+    let w = World::start_with(&[("app/settings.yaml", CONFIGMAP)], true).await?;
+    let namespaces: Api<Namespace> = Api::all(w.client());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "tenant"}}))?,
+        )
+        .await?;
+    let tenant: Api<Kustomization> = Api::namespaced(w.client(), "tenant");
+    tenant
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                "metadata": {"name": "app", "namespace": "tenant"},
+                "spec": {"interval": "10m", "prune": true, "path": "./app",
+                         "sourceRef": {"kind": "GitRepository", "name": "fleet", "namespace": NS}}
+            }))?,
+        )
+        .await?;
+    let ks = wait::until(&tenant, "app", TIMEOUT, "Ready=False AccessDenied", |k| {
+        ready_message(k).starts_with("AccessDenied ")
+    })
+    .await?;
+    assert_eq!(
+        ready_message(&ks),
+        "AccessDenied can't access 'GitRepository/flux-system/fleet', cross-namespace references have been blocked"
+    );
+    // A reference naming its own namespace is allowed.
+    w.create_kustomization(
+        "app",
+        serde_json::json!({"path": "./app",
+            "sourceRef": {"kind": "GitRepository", "name": "fleet", "namespace": NS}}),
+    )
+    .await?;
+    w.ready("app").await?;
     Ok(())
 }
 
