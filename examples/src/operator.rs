@@ -16,6 +16,12 @@
 //! The operator serves its artifact store over HTTP ([`ArtifactServer`], Flux's
 //! `--storage-addr`); every `status.artifact.url` is the server's URL of the artifact.
 //!
+//! A Kustomization is built with its `patches`, `images` and `components` merged into the
+//! kustomization and `postBuild` substitution (variables from `substituteFrom` ConfigMaps and
+//! Secrets, then `substitute`), as kustomize-controller does; each applied change set and each
+//! failure is a Kubernetes Event on it; the finalizer `finalizers.fluxcd.io` lets the deletion
+//! of a Kustomization with `prune: true` delete its inventory first.
+//!
 //! Reconciles are triggered by spec changes (generation), by `reconcile.fluxcd.io/requestedAt`,
 //! by a new artifact of the referenced source (for a GitRepository also of a GitRepository it
 //! includes), and by the interval (± jitter) or the backoff after a failure.
