@@ -59,6 +59,15 @@ commonAnnotations:
   example.com/component: added
 ";
 
+const PRUNE_DISABLED: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: prune-disabled
+  namespace: default
+  annotations:
+    kustomize.toolkit.fluxcd.io/prune: disabled
+";
+
 struct World {
     env: TestEnv,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -310,6 +319,7 @@ async fn events_finalizer_and_deletion_with_and_without_prune() -> Result<()> {
             "pruned/settings.yaml",
             &CONFIGMAP.replace("settings", "pruned"),
         ),
+        ("pruned/kept-by-annotation.yaml", PRUNE_DISABLED),
         ("kept/settings.yaml", &CONFIGMAP.replace("settings", "kept")),
     ])
     .await?;
@@ -339,7 +349,7 @@ async fn events_finalizer_and_deletion_with_and_without_prune() -> Result<()> {
     assert_eq!(applied.type_.as_deref(), Some("Normal"));
     assert_eq!(
         applied.message.as_deref(),
-        Some("ConfigMap/default/pruned created")
+        Some("ConfigMap/default/prune-disabled created\nConfigMap/default/pruned created")
     );
 
     let cms: Api<ConfigMap> = Api::namespaced(w.client(), "default");
@@ -350,14 +360,15 @@ async fn events_finalizer_and_deletion_with_and_without_prune() -> Result<()> {
         .await?;
     wait_gone(&w.kustomizations(), "pruned").await?;
     assert!(cms.get_opt("pruned").await?.is_none());
+    // An object annotated `kustomize.toolkit.fluxcd.io/prune: disabled` is left in place.
+    assert!(cms.get_opt("prune-disabled").await?.is_some());
     let listed = events
         .list(&ListParams::default().fields(selector))
         .await?
         .items;
     assert!(
-        listed
-            .iter()
-            .any(|e| e.message.as_deref() == Some("ConfigMap/default/pruned deleted")),
+        listed.iter().any(|e| e.message.as_deref()
+            == Some("ConfigMap/default/pruned deleted\nConfigMap/default/prune-disabled skipped")),
         "{listed:#?}"
     );
 
