@@ -275,6 +275,9 @@ pub struct PostBuild {
     /// later one overrides an earlier one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub substitute_from: Vec<SubstituteReference>,
+    /// `WithVariables` (default: substitute only when a variable is defined) or `Always`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substitute_strategy: Option<String>,
 }
 
 /// `Kustomization.spec.postBuild.substituteFrom[]`.

@@ -1508,7 +1508,8 @@ async fn finalize_kustomization(
 /// The renderer of one Kustomization, as kustomize-controller builds: kustomize with the
 /// spec's `patches`, `images` and `components` merged into the kustomization, then post-build
 /// substitution with the variables of `postBuild.substituteFrom` (in list order, a later source
-/// winning) overridden by `postBuild.substitute`, in strict mode (Flux's default since 2.9).
+/// winning) overridden by `postBuild.substitute`, in strict mode (Flux's default since 2.9),
+/// with `postBuild.substituteStrategy`.
 /// A missing ConfigMap or Secret that is not `optional` is a retryable build failure naming it;
 /// values never appear in errors or logs.
 async fn kustomization_renderer(
@@ -1526,7 +1527,19 @@ async fn kustomization_renderer(
     let Some(post) = &ks.spec.post_build else {
         return Ok(Ok(Arc::new(kustomize)));
     };
-    let mut post_build = gitops_render::PostBuild::new().strict(true);
+    let strategy = match post.substitute_strategy.as_deref() {
+        None | Some("WithVariables") => gitops_render::Strategy::WithVariables,
+        Some("Always") => gitops_render::Strategy::Always,
+        Some(other) => {
+            let message = format!(
+                "postBuild.substituteStrategy '{other}' is not supported (WithVariables or Always)"
+            );
+            return Ok(Err(gitops_core::Error::terminal(Stage::Render, message)));
+        }
+    };
+    let mut post_build = gitops_render::PostBuild::new()
+        .strict(true)
+        .strategy(strategy);
     for r in &post.substitute_from {
         let vars: Option<Vec<(String, String)>> = match r.kind.as_str() {
             "ConfigMap" => {

@@ -68,6 +68,15 @@ metadata:
     kustomize.toolkit.fluxcd.io/prune: disabled
 ";
 
+const ALWAYS: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: always
+  namespace: default
+data:
+  v: ${unset:=fallback}
+";
+
 struct World {
     env: TestEnv,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -195,7 +204,25 @@ fn ready_message(k: &Kustomization) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_build_substitutes_from_substitute_configmaps_and_secrets() -> Result<()> {
-    let w = World::start(&[("app/settings.yaml", CONFIGMAP)]).await?;
+    let w = World::start(&[
+        ("app/settings.yaml", CONFIGMAP),
+        ("always/settings.yaml", ALWAYS),
+    ])
+    .await?;
+    // `substituteStrategy: Always` substitutes without any variable: the default applies.
+    w.create_kustomization(
+        "always",
+        serde_json::json!({"path": "./always", "postBuild": {"substituteStrategy": "Always"}}),
+    )
+    .await?;
+    w.ready("always").await?;
+    let always = Api::<ConfigMap>::namespaced(w.client(), "default")
+        .get("always")
+        .await?;
+    assert_eq!(
+        always.data.unwrap_or_default().get("v").map(String::as_str),
+        Some("fallback")
+    );
     let secret_value = "s3cr3t-value";
     w.create_kustomization(
         "app",
