@@ -250,6 +250,82 @@ pub struct KustomizationSpec {
     /// Kustomizations that must be Ready first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<DependencyReference>,
+    /// Variable substitution after the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_build: Option<PostBuild>,
+    /// Kustomize patches (`{patch, target}`) appended to the built kustomization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<serde_json::Value>,
+    /// Image overrides (`{name, newName, newTag, digest}`) appended to the built kustomization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<serde_json::Value>,
+    /// Kustomize components (folders relative to `path`) appended to the built kustomization.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+    /// Wait for every applied object to be healthy (kstatus), within `timeout`; when set,
+    /// `healthChecks` is ignored, as Flux does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait: bool,
+    /// Objects that must be healthy after the apply (any kind, e.g. a HelmRelease).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheckReference>,
+}
+
+/// An entry of `Kustomization.spec.healthChecks` (Flux's `NamespacedObjectKindReference`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckReference {
+    /// `group/version` or `version` of the object; only the group is used.
+    #[serde(default)]
+    pub api_version: String,
+    /// Kind, e.g. `Deployment`.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Namespace; the Kustomization's own when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl HealthCheckReference {
+    /// The object id, in `default_namespace` when the reference names none.
+    pub fn id(&self, default_namespace: &str) -> gitops_core::ObjectId {
+        let (group, _) = gitops_core::object::split_api_version(&self.api_version);
+        gitops_core::ObjectId::new(
+            group,
+            &self.kind,
+            self.namespace.as_deref().unwrap_or(default_namespace),
+            &self.name,
+        )
+    }
+}
+
+/// `Kustomization.spec.postBuild`: Flux's post-build variable substitution.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostBuild {
+    /// Variables (name -> value); they override those of `substituteFrom`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub substitute: std::collections::BTreeMap<String, String>,
+    /// ConfigMaps and Secrets in the Kustomization's namespace whose data are variables; a
+    /// later one overrides an earlier one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub substitute_from: Vec<SubstituteReference>,
+    /// `WithVariables` (default: substitute only when a variable is defined) or `Always`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substitute_strategy: Option<String>,
+}
+
+/// `Kustomization.spec.postBuild.substituteFrom[]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubstituteReference {
+    /// `ConfigMap` or `Secret`.
+    pub kind: String,
+    /// Name, in the Kustomization's namespace.
+    pub name: String,
+    /// A missing object is an empty set of variables instead of a failure.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// `Kustomization.spec.sourceRef`.

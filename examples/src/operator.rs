@@ -16,6 +16,12 @@
 //! The operator serves its artifact store over HTTP ([`ArtifactServer`], Flux's
 //! `--storage-addr`); every `status.artifact.url` is the server's URL of the artifact.
 //!
+//! A Kustomization is built with its `patches`, `images` and `components` merged into the
+//! kustomization and `postBuild` substitution (variables from `substituteFrom` ConfigMaps and
+//! Secrets, then `substitute`), as kustomize-controller does; each applied change set and each
+//! failure is a Kubernetes Event on it; the finalizer `finalizers.fluxcd.io` lets the deletion
+//! of a Kustomization with `prune: true` delete its inventory first.
+//!
 //! Reconciles are triggered by spec changes (generation), by `reconcile.fluxcd.io/requestedAt`,
 //! by a new artifact of the referenced source (for a GitRepository also of a GitRepository it
 //! includes), and by the interval (± jitter) or the backoff after a failure.
@@ -31,7 +37,7 @@ use gitops_core::condition::{self, kind, reason};
 use gitops_core::pipeline::{ApplySpec, OwnerLabels, Reconcile};
 use gitops_core::schedule::{Backoff, parse_duration};
 use gitops_core::status::UnitStatus;
-use gitops_core::{ArtifactKey, ArtifactStore, Fetched, Renderer, Source, Status};
+use gitops_core::{Applier, ArtifactKey, ArtifactStore, Fetched, Renderer, Source, Status};
 use gitops_render::KustomizeRenderer;
 use gitops_sources::bucket::{BucketAuth, BucketSource};
 use gitops_sources::git::{GitAuth, GitRepositoryInclude, GitSource, Include};
@@ -70,6 +76,9 @@ pub struct OperatorConfig {
     /// The address consumers reach the artifact server at (Flux's `--storage-adv-addr`):
     /// `host[:port]` or an `http(s)://` base URL; `None` advertises the bound address.
     pub storage_adv_addr: Option<String>,
+    /// Refuse a Kustomization whose `sourceRef` or `dependsOn` names another namespace: Ready=False
+    /// `AccessDenied` (Flux's `--no-cross-namespace-refs`). Default: allowed, as in Flux.
+    pub no_cross_namespace_refs: bool,
 }
 
 impl Default for OperatorConfig {
@@ -79,6 +88,7 @@ impl Default for OperatorConfig {
             backoff: Backoff::default(),
             storage_addr: "127.0.0.1:0".to_string(),
             storage_adv_addr: None,
+            no_cross_namespace_refs: false,
         }
     }
 }
@@ -111,7 +121,6 @@ struct Ctx {
     client: kube::Client,
     store: ArtifactStore,
     server: ArtifactServer,
-    renderer: Arc<dyn Renderer>,
     applier: SsaApplier,
     config: OperatorConfig,
     failures: Mutex<HashMap<String, u32>>,
@@ -151,7 +160,6 @@ pub async fn run(
         client: client.clone(),
         store,
         server,
-        renderer: Arc::new(KustomizeRenderer::new()),
         config,
         failures: Mutex::new(HashMap::new()),
     });
@@ -1283,11 +1291,19 @@ async fn reconcile_kustomization(
         .namespace()
         .ok_or_else(|| OperatorError::NoNamespace(ks.name_any()))?;
     let name = ks.name_any();
+    let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &ns);
+    if ks.metadata.deletion_timestamp.is_some() {
+        return finalize_kustomization(&ks, &ns, &ctx, &api).await;
+    }
+    if !ks.finalizers().iter().any(|f| f == FINALIZER) {
+        let mut finalizers = ks.finalizers().to_vec();
+        finalizers.push(FINALIZER.to_string());
+        patch_finalizers(&api, &ks, finalizers).await?;
+    }
     if ks.spec.suspend {
         return Ok(Action::await_change());
     }
     let key = key_of(ks.as_ref());
-    let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &ns);
     let old = ks.status.clone().unwrap_or_default();
     let mut unit = UnitStatus {
         conditions: old.conditions.clone(),
@@ -1314,33 +1330,65 @@ async fn reconcile_kustomization(
 
     let next = match preflight(&ks, &ns, &ctx).await? {
         Err((reason, message)) => {
-            unit.mark_waiting(reason, message);
-            ctx.config.dependency_requeue
+            if reason == ACCESS_DENIED {
+                record_event(&ctx.client, &ks, true, reason, &message).await;
+                unit.mark_waiting(reason, message);
+                interval
+            } else {
+                unit.mark_waiting(reason, message);
+                ctx.config.dependency_requeue
+            }
         }
         Ok(artifact) => {
-            let spec = ApplySpec {
-                path: ks.spec.path.clone().unwrap_or_default(),
-                prune: ks.spec.prune,
-                target_namespace: ks.spec.target_namespace.clone(),
-                ..Default::default()
+            let result = match kustomization_renderer(&ks, &ns, &ctx.client).await? {
+                Err(error) => Err(gitops_core::pipeline::Failure {
+                    error,
+                    inventory: None,
+                }),
+                Ok(renderer) => {
+                    let spec = ApplySpec {
+                        path: ks.spec.path.clone().unwrap_or_default(),
+                        prune: ks.spec.prune,
+                        target_namespace: ks.spec.target_namespace.clone(),
+                        wait: ks.spec.wait,
+                        health_checks: ks.spec.health_checks.iter().map(|h| h.id(&ns)).collect(),
+                    };
+                    let owner = OwnerLabels::flux(&ns, &name);
+                    Reconcile {
+                        store: &ctx.store,
+                        artifact: &artifact,
+                        spec: &spec,
+                        owner: &owner,
+                        renderer,
+                        applier: &ctx.applier,
+                        previous: &unit.inventory.clone(),
+                        timeout,
+                    }
+                    .run()
+                    .await
+                }
             };
-            let owner = OwnerLabels::flux(&ns, &name);
-            let result = Reconcile {
-                store: &ctx.store,
-                artifact: &artifact,
-                spec: &spec,
-                owner: &owner,
-                renderer: ctx.renderer.clone(),
-                applier: &ctx.applier,
-                previous: &unit.inventory.clone(),
-                timeout,
-            }
-            .run()
-            .await;
             match result {
                 Ok(outcome) => {
-                    for e in outcome.change_set.changes() {
+                    let changes: Vec<String> = outcome
+                        .change_set
+                        .changes()
+                        .map(|e| e.to_string())
+                        .collect();
+                    for e in &changes {
                         tracing::info!(kustomization = %key, "{e}");
+                    }
+                    if !changes.is_empty() {
+                        // Flux's event of an applied change set: the changed entries, one a
+                        // line, with the reason of the Ready condition while applying.
+                        record_event(
+                            &ctx.client,
+                            &ks,
+                            false,
+                            reason::PROGRESSING,
+                            &changes.join("\n"),
+                        )
+                        .await;
                     }
                     unit.mark_succeeded(&artifact.revision, outcome.inventory, outcome.change_set);
                     ctx.succeeded(&key);
@@ -1348,6 +1396,14 @@ async fn reconcile_kustomization(
                 }
                 Err(failure) => {
                     tracing::warn!(kustomization = %key, "{}", failure.error);
+                    record_event(
+                        &ctx.client,
+                        &ks,
+                        true,
+                        failure.error.stage().reason(),
+                        &failure.error.to_string(),
+                    )
+                    .await;
                     unit.mark_failed(&failure.error, Some(&artifact.revision));
                     if let Some(inv) = failure.inventory {
                         unit.inventory = inv;
@@ -1369,16 +1425,273 @@ async fn reconcile_kustomization(
     Ok(Action::requeue(next))
 }
 
+/// Flux's finalizer: set on every Kustomization, so that deleting one with `prune: true`
+/// first deletes the objects of its inventory.
+pub const FINALIZER: &str = "finalizers.fluxcd.io";
+
+/// Writes `finalizers` as the object's finalizers, failing on a concurrent change (the patch
+/// carries the resourceVersion read).
+async fn patch_finalizers(
+    api: &Api<Kustomization>,
+    ks: &Kustomization,
+    finalizers: Vec<String>,
+) -> Result<(), OperatorError> {
+    let patch = serde_json::json!({
+        "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": ks.resource_version(),
+        }
+    });
+    api.patch(
+        &ks.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A Kustomization being deleted, as kustomize-controller finalizes one: with `prune: true`
+/// (and not suspended) the objects of its inventory that still carry its owner labels and are
+/// not annotated `kustomize.toolkit.fluxcd.io/prune: disabled` are deleted, then the finalizer
+/// is removed. A failed deletion keeps the finalizer and is retried (Warning event
+/// `PruneFailed`).
+async fn finalize_kustomization(
+    ks: &Kustomization,
+    ns: &str,
+    ctx: &Ctx,
+    api: &Api<Kustomization>,
+) -> Result<Action, OperatorError> {
+    if !ks.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let name = ks.name_any();
+    let inventory = ks
+        .status
+        .as_ref()
+        .and_then(|s| s.inventory.clone())
+        .unwrap_or_default();
+    if ks.spec.prune && !ks.spec.suspend && !inventory.is_empty() {
+        let owner = OwnerLabels::flux(ns, &name).pairs();
+        match ctx.applier.prune(&inventory.entries, &owner).await {
+            Ok(pruned) => {
+                let changes: Vec<String> = pruned.changes().map(|e| e.to_string()).collect();
+                for e in &changes {
+                    tracing::info!(kustomization = %key_of(ks), "{e}");
+                }
+                if !changes.is_empty() {
+                    record_event(
+                        &ctx.client,
+                        ks,
+                        false,
+                        reason::PROGRESSING,
+                        &changes.join("\n"),
+                    )
+                    .await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(kustomization = %key_of(ks), "{e}");
+                record_event(&ctx.client, ks, true, reason::PRUNE_FAILED, &e.to_string()).await;
+                return Ok(Action::requeue(ctx.config.dependency_requeue));
+            }
+        }
+    }
+    let rest = ks
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    patch_finalizers(api, ks, rest).await?;
+    Ok(Action::await_change())
+}
+
+/// The renderer of one Kustomization, as kustomize-controller builds: kustomize with the
+/// spec's `patches`, `images` and `components` merged into the kustomization, then post-build
+/// substitution with the variables of `postBuild.substituteFrom` (in list order, a later source
+/// winning) overridden by `postBuild.substitute`, in strict mode (Flux's default since 2.9),
+/// with `postBuild.substituteStrategy`.
+/// A missing ConfigMap or Secret that is not `optional` is a retryable build failure naming it;
+/// values never appear in errors or logs.
+async fn kustomization_renderer(
+    ks: &Kustomization,
+    ns: &str,
+    client: &kube::Client,
+) -> Result<Result<Arc<dyn Renderer>, gitops_core::Error>, OperatorError> {
+    use gitops_core::Stage;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let overlay = gitops_render::Overlay::new()
+        .patches(ks.spec.patches.iter().cloned())
+        .images(ks.spec.images.iter().cloned())
+        .components(ks.spec.components.iter().cloned());
+    let kustomize = KustomizeRenderer::new().with_overlay(overlay);
+    let Some(post) = &ks.spec.post_build else {
+        return Ok(Ok(Arc::new(kustomize)));
+    };
+    let strategy = match post.substitute_strategy.as_deref() {
+        None | Some("WithVariables") => gitops_render::Strategy::WithVariables,
+        Some("Always") => gitops_render::Strategy::Always,
+        Some(other) => {
+            let message = format!(
+                "postBuild.substituteStrategy '{other}' is not supported (WithVariables or Always)"
+            );
+            return Ok(Err(gitops_core::Error::terminal(Stage::Render, message)));
+        }
+    };
+    let mut post_build = gitops_render::PostBuild::new()
+        .strict(true)
+        .strategy(strategy);
+    for r in &post.substitute_from {
+        let vars: Option<Vec<(String, String)>> = match r.kind.as_str() {
+            "ConfigMap" => {
+                let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+                api.get_opt(&r.name)
+                    .await?
+                    .map(|cm| cm.data.unwrap_or_default().into_iter().collect())
+            }
+            "Secret" => {
+                let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+                api.get_opt(&r.name).await?.map(|s| {
+                    s.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect()
+                })
+            }
+            other => {
+                let message = format!(
+                    "postBuild.substituteFrom: kind '{other}' of '{}' is not supported (ConfigMap or Secret)",
+                    r.name
+                );
+                return Ok(Err(gitops_core::Error::terminal(Stage::Render, message)));
+            }
+        };
+        match vars {
+            Some(vars) => match post_build.vars(vars) {
+                Ok(p) => post_build = p,
+                Err(e) => {
+                    let message =
+                        format!("postBuild.substituteFrom {} '{ns}/{}': {e}", r.kind, r.name);
+                    return Ok(Err(gitops_core::Error::terminal(Stage::Render, message)));
+                }
+            },
+            None if r.optional => {}
+            None => {
+                let message = format!(
+                    "postBuild.substituteFrom: {} '{ns}/{}' not found",
+                    r.kind, r.name
+                );
+                return Ok(Err(gitops_core::Error::retryable(Stage::Render, message)));
+            }
+        }
+    }
+    post_build = match post_build.vars(post.substitute.iter().map(|(k, v)| (k.clone(), v))) {
+        Ok(p) => p,
+        Err(e) => {
+            let message = format!("postBuild.substitute: {e}");
+            return Ok(Err(gitops_core::Error::terminal(Stage::Render, message)));
+        }
+    };
+    Ok(Ok(Arc::new(gitops_render::WithPostBuild::new(
+        kustomize, post_build,
+    ))))
+}
+
+/// Records a Kubernetes Event (core/v1) on the Kustomization, as kustomize-controller's event
+/// recorder does: `Warning` for failures, `Normal` otherwise; the message is cut to 1 KiB.
+/// A failure to record is logged, never fails the reconcile.
+async fn record_event(
+    client: &kube::Client,
+    ks: &Kustomization,
+    warning: bool,
+    reason: &str,
+    message: &str,
+) {
+    use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+    let Some(ns) = ks.namespace() else {
+        return;
+    };
+    let mut message = message.to_string();
+    if message.len() > 1024 {
+        let mut end = 1021;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    let now = jiff::Timestamp::now();
+    let event = Event {
+        metadata: ObjectMeta {
+            name: Some(format!("{}.{:x}", ks.name_any(), now.as_nanosecond())),
+            namespace: Some(ns.clone()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("kustomize.toolkit.fluxcd.io/v1".into()),
+            kind: Some("Kustomization".into()),
+            name: Some(ks.name_any()),
+            namespace: Some(ns.clone()),
+            uid: ks.uid(),
+            resource_version: ks.resource_version(),
+            ..ObjectReference::default()
+        },
+        reason: Some(reason.to_string()),
+        message: Some(message),
+        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+        first_timestamp: Some(Time(now)),
+        last_timestamp: Some(Time(now)),
+        event_time: Some(MicroTime(now)),
+        count: Some(1),
+        action: Some("Reconcile".into()),
+        reporting_component: Some(FIELD_MANAGER.into()),
+        reporting_instance: Some(FIELD_MANAGER.into()),
+        source: Some(EventSource {
+            component: Some(FIELD_MANAGER.into()),
+            host: None,
+        }),
+        ..Event::default()
+    };
+    let api: Api<Event> = Api::namespaced(client.clone(), &ns);
+    if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await {
+        tracing::warn!(kustomization = %key_of(ks), "recording an event failed: {e}");
+    }
+}
+
+/// Flux's Ready=False reason of a reference refused by `--no-cross-namespace-refs`.
+pub const ACCESS_DENIED: &str = "AccessDenied";
+
 /// Why a Kustomization must wait: Flux's reason and message.
 type Wait = (&'static str, String);
 
 /// Checks `dependsOn` and the source; returns the artifact, or why the Kustomization must wait
-/// (`DependencyNotReady`, or `ArtifactFailed` while the source has no artifact, as Flux says).
+/// (`DependencyNotReady`, or `ArtifactFailed` while the source has no artifact, as Flux says;
+/// `AccessDenied` for a reference to another namespace under `--no-cross-namespace-refs`).
 async fn preflight(
     ks: &Kustomization,
     ns: &str,
     ctx: &Ctx,
 ) -> Result<Result<gitops_core::Artifact, Wait>, OperatorError> {
+    if ctx.config.no_cross_namespace_refs {
+        let src = &ks.spec.source_ref;
+        let refs = std::iter::once((src.kind.as_str(), &src.namespace, &src.name)).chain(
+            ks.spec
+                .depends_on
+                .iter()
+                .map(|d| ("Kustomization", &d.namespace, &d.name)),
+        );
+        for (kind, other_ns, other) in refs {
+            if let Some(other_ns) = other_ns.as_deref().filter(|o| *o != ns) {
+                let message = format!(
+                    "can't access '{kind}/{other_ns}/{other}', cross-namespace references have been blocked"
+                );
+                return Ok(Err((ACCESS_DENIED, message)));
+            }
+        }
+    }
     for dep in &ks.spec.depends_on {
         let dep_ns = dep.namespace.clone().unwrap_or_else(|| ns.to_string());
         let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &dep_ns);

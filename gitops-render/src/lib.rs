@@ -27,6 +27,10 @@
 //! After the build, [`PostBuild`] runs Flux's post-build variable substitution
 //! (`spec.postBuild.substitute` / `substituteFrom`) on the objects.
 //!
+//! [`Overlay`] adds a Flux Kustomization's `patches`, `images` and `components` to the
+//! kustomization being built, as kustomize-controller's generator does
+//! ([`KustomizeRenderer::with_overlay`]).
+//!
 //! A folder without a kustomization file is rendered as Flux's kustomize-controller renders it:
 //! as if it had a `kustomization.yaml` listing every `.yaml`/`.yml` file below it (`plain`).
 //!
@@ -36,6 +40,7 @@
 mod base64;
 mod error;
 mod kustomize;
+mod overlay;
 mod plain;
 mod renderer;
 mod substitute;
@@ -74,5 +79,6 @@ pub mod fuzzing {
         Ok(())
     }
 }
+pub use overlay::Overlay;
 pub use renderer::KustomizeRenderer;
 pub use substitute::{PostBuild, SUBSTITUTE_SWITCH, Strategy, SubstituteError, WithPostBuild};

@@ -38,6 +38,10 @@ struct Args {
     /// Requeue delay while a dependency or source is not ready (Flux's `--requeue-dependency`).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     requeue_dependency: Duration,
+    /// Refuse Kustomizations whose `sourceRef` or `dependsOn` names another namespace (Flux's
+    /// `--no-cross-namespace-refs`).
+    #[arg(long)]
+    no_cross_namespace_refs: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -64,6 +68,7 @@ async fn main() -> Result<()> {
         dependency_requeue: args.requeue_dependency,
         storage_addr: args.storage_addr,
         storage_adv_addr: args.storage_adv_addr,
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
         ..OperatorConfig::default()
     };
     tracing::info!(storage = %args.storage_path.display(), "serving GitRepository, OCIRepository, Bucket, HelmChart and Kustomization");

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::error::RenderError;
+use crate::overlay::Overlay;
 use crate::yaml;
 use load::{Kustomization, Loader, SortOrder, find_kustomization, join_clean};
 use resource::{Origin, ResMap, Resource, objects_from_bytes, scalar_text};
@@ -66,25 +67,38 @@ const BUILD_ANNOTATIONS: &[&str] = &[
 ];
 
 /// Builds the folder `dir`: its kustomization, or (without one) the kustomization Flux's
-/// kustomize-controller generates. Returns the objects in output order, keys sorted.
-pub(crate) fn build(dir: &Path) -> Result<Vec<Map<String, Value>>, RenderError> {
-    build_with(Loader::new(dir)?)
+/// kustomize-controller generates, with `overlay` merged into it. Returns the objects in output
+/// order, keys sorted.
+pub(crate) fn build_overlaid(
+    dir: &Path,
+    overlay: &Overlay,
+) -> Result<Vec<Map<String, Value>>, RenderError> {
+    build_with(Loader::new(dir)?, overlay)
 }
 
-/// [`build`], with every base inside `root` (the artifact's root).
-pub(crate) fn build_within(
+/// [`build_overlaid`], with every base inside `root` (the artifact's root).
+pub(crate) fn build_within_overlaid(
     root: &Path,
     dir: &Path,
+    overlay: &Overlay,
 ) -> Result<Vec<Map<String, Value>>, RenderError> {
-    build_with(Loader::new_within(root, dir)?)
+    build_with(Loader::new_within(root, dir)?, overlay)
 }
 
-fn build_with(loader: Loader) -> Result<Vec<Map<String, Value>>, RenderError> {
+fn build_with(loader: Loader, overlay: &Overlay) -> Result<Vec<Map<String, Value>>, RenderError> {
     let mut loader = loader;
-    let kustomization = match find_kustomization(&loader.root)? {
+    let mut kustomization = match find_kustomization(&loader.root)? {
         Some(file) => Kustomization::load(&file)?,
         None => crate::plain::generated_kustomization(&loader.root)?,
     };
+    if !overlay.is_empty() {
+        // kustomize-controller's generator appends the Kustomization's fields to the lists of
+        // the kustomization file (or the one it generates) before the build.
+        let extra = Kustomization::from_value(&kustomization.file, overlay.to_value())?;
+        kustomization.patches.extend(extra.patches);
+        kustomization.images.extend(extra.images);
+        kustomization.components.extend(extra.components);
+    }
     let build_metadata = &kustomization.build_metadata;
     if !build_metadata.is_empty() {
         loader.origin = Some(String::new());

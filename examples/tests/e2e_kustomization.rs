@@ -1,0 +1,540 @@
+//! End to end, the Kustomization's own fields against a real kube-apiserver + etcd (from
+//! `KUBEBUILDER_ASSETS`) and the operator: post-build substitution from `substitute`, a
+//! ConfigMap and a Secret; `images`, `patches` and `components` merged into the build as
+//! kustomize-controller's generator does; Events on the Kustomization; and the finalizer that
+//! prunes the inventory when a Kustomization with `prune: true` is deleted. The source is a
+//! GitRepository of a local bare repository (`file://`).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use gitops_core::ArtifactStore;
+use gitops_core::condition::{find_condition, is_ready, kind};
+use gitops_examples::crds::{GitRepository, Kustomization};
+use gitops_examples::gitrepo::LocalRepo;
+use gitops_examples::operator::{self, FINALIZER, OperatorConfig, REQUESTED_AT};
+use gitops_examples::wait;
+use gitops_testenv::TestEnv;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+const NS: &str = "flux-system";
+
+const CONFIGMAP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: default
+data:
+  inline: ${inline}
+  from_cm: ${from_cm}
+  from_secret: ${from_secret}
+  overridden: ${overridden}
+  later_wins: ${later_wins}
+";
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+";
+
+const COMPONENT: &str = "apiVersion: kustomize.config.k8s.io/v1alpha1
+kind: Component
+commonAnnotations:
+  example.com/component: added
+";
+
+const PRUNE_DISABLED: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: prune-disabled
+  namespace: default
+  annotations:
+    kustomize.toolkit.fluxcd.io/prune: disabled
+";
+
+const ALWAYS: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: always
+  namespace: default
+data:
+  v: ${unset:=fallback}
+";
+
+struct World {
+    env: TestEnv,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _repo: LocalRepo,
+    _tmp: tempfile::TempDir,
+}
+
+impl World {
+    /// Control plane, operator, the `flux-system` namespace and the GitRepository `fleet` of a
+    /// repository holding `files` (path, content).
+    async fn start(files: &[(&str, &str)]) -> Result<World> {
+        World::start_with(files, false).await
+    }
+
+    /// [`World::start`], the operator refusing cross-namespace references or not.
+    async fn start_with(files: &[(&str, &str)], no_cross_namespace_refs: bool) -> Result<World> {
+        gitops_examples::install_crypto_provider();
+        let env = TestEnv::start().await?;
+        let tmp = tempfile::tempdir()?;
+        let content = tmp.path().join("content");
+        for (path, text) in files {
+            let p = content.join(path);
+            std::fs::create_dir_all(p.parent().expect("a file has a parent"))?;
+            std::fs::write(p, text)?;
+        }
+        let repo = LocalRepo::create(tmp.path(), "fleet", &content, ".")?;
+        let url = format!("file://{}", repo.repos_root.join("fleet.git").display());
+        gitops_examples::crds::install_crds(&env.client()).await?;
+        let store = ArtifactStore::new(tmp.path().join("artifacts"))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let config = OperatorConfig {
+            dependency_requeue: Duration::from_secs(1),
+            no_cross_namespace_refs,
+            ..OperatorConfig::default()
+        };
+        tokio::spawn(operator::run(env.client(), store, config, async move {
+            let _ = stopped.await;
+        }));
+        let w = World {
+            env,
+            stop: Some(stop),
+            _repo: repo,
+            _tmp: tmp,
+        };
+        let namespaces: Api<Namespace> = Api::all(w.client());
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?,
+            )
+            .await?;
+        let repos: Api<GitRepository> = Api::namespaced(w.client(), NS);
+        repos
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({
+                    "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+                    "metadata": {"name": "fleet", "namespace": NS},
+                    "spec": {"url": url, "ref": {"branch": "main"}, "interval": "10m"}
+                }))?,
+            )
+            .await?;
+        Ok(w)
+    }
+
+    fn client(&self) -> kube::Client {
+        self.env.client()
+    }
+
+    fn kustomizations(&self) -> Api<Kustomization> {
+        Api::namespaced(self.client(), NS)
+    }
+
+    /// A Kustomization of `fleet` with `spec` merged over the defaults.
+    async fn create_kustomization(&self, name: &str, spec: serde_json::Value) -> Result<()> {
+        let mut full = serde_json::json!({"interval": "10m", "prune": true,
+                                          "sourceRef": {"kind": "GitRepository", "name": "fleet"}});
+        for (k, v) in spec.as_object().cloned().unwrap_or_default() {
+            full[k] = v;
+        }
+        let ks = serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": NS}, "spec": full
+        });
+        self.kustomizations()
+            .create(&PostParams::default(), &serde_json::from_value(ks)?)
+            .await?;
+        Ok(())
+    }
+
+    async fn until_ks(
+        &self,
+        name: &str,
+        what: &str,
+        done: impl Fn(&Kustomization) -> bool,
+    ) -> Result<Kustomization> {
+        wait::until(&self.kustomizations(), name, TIMEOUT, what, done).await
+    }
+
+    async fn ready(&self, name: &str) -> Result<Kustomization> {
+        self.until_ks(name, "Kustomization Ready", |k| {
+            k.status.as_ref().is_some_and(|s| {
+                is_ready(&s.conditions) && s.observed_generation == k.metadata.generation
+            })
+        })
+        .await
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn ready_message(k: &Kustomization) -> String {
+    k.status
+        .as_ref()
+        .and_then(|s| find_condition(&s.conditions, kind::READY))
+        .map(|c| format!("{} {}", c.reason, c.message))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_build_substitutes_from_substitute_configmaps_and_secrets() -> Result<()> {
+    let w = World::start(&[
+        ("app/settings.yaml", CONFIGMAP),
+        ("always/settings.yaml", ALWAYS),
+    ])
+    .await?;
+    // `substituteStrategy: Always` substitutes without any variable: the default applies.
+    w.create_kustomization(
+        "always",
+        serde_json::json!({"path": "./always", "postBuild": {"substituteStrategy": "Always"}}),
+    )
+    .await?;
+    w.ready("always").await?;
+    let always = Api::<ConfigMap>::namespaced(w.client(), "default")
+        .get("always")
+        .await?;
+    assert_eq!(
+        always.data.unwrap_or_default().get("v").map(String::as_str),
+        Some("fallback")
+    );
+    let secret_value = "s3cr3t-value";
+    w.create_kustomization(
+        "app",
+        serde_json::json!({"path": "./app", "postBuild": {
+            "substitute": {"inline": "from-substitute", "overridden": "by-substitute"},
+            "substituteFrom": [
+                {"kind": "ConfigMap", "name": "vars"},
+                {"kind": "Secret", "name": "secret-vars"},
+                {"kind": "ConfigMap", "name": "absent", "optional": true}
+            ]
+        }}),
+    )
+    .await?;
+
+    // The ConfigMap `vars` does not exist and is not optional: Ready=False naming it.
+    let ks = w
+        .until_ks("app", "Ready=False naming the ConfigMap", |k| {
+            ready_message(k).contains("ConfigMap 'flux-system/vars' not found")
+        })
+        .await?;
+    assert!(
+        ready_message(&ks).starts_with("BuildFailed "),
+        "{}",
+        ready_message(&ks)
+    );
+
+    let cms: Api<ConfigMap> = Api::namespaced(w.client(), NS);
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "vars", "namespace": NS},
+            "data": {"from_cm": "cm-value", "overridden": "cm", "later_wins": "cm"}
+        }))?,
+    )
+    .await?;
+    let secrets: Api<Secret> = Api::namespaced(w.client(), NS);
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "secret-vars", "namespace": NS},
+                "stringData": {"from_secret": secret_value, "overridden": "secret",
+                               "later_wins": "secret"}
+            }))?,
+        )
+        .await?;
+    // Ask for a reconcile now rather than after the retry interval.
+    let now = jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({"metadata": {"annotations": {REQUESTED_AT: now}}});
+    w.kustomizations()
+        .patch("app", &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    let ks = w.ready("app").await?;
+    let st = ks.status.clone().unwrap_or_default();
+    assert_eq!(st.last_handled_reconcile_at.as_deref(), Some(now.as_str()));
+    assert_eq!(st.last_attempted_revision, st.last_applied_revision);
+
+    let applied = Api::<ConfigMap>::namespaced(w.client(), "default")
+        .get("settings")
+        .await?;
+    let data = applied.data.unwrap_or_default();
+    let get = |k: &str| data.get(k).map(String::as_str);
+    assert_eq!(get("inline"), Some("from-substitute"));
+    assert_eq!(get("from_cm"), Some("cm-value"));
+    assert_eq!(get("from_secret"), Some(secret_value));
+    // `substitute` overrides every `substituteFrom`; among those a later one wins.
+    assert_eq!(get("overridden"), Some("by-substitute"));
+    assert_eq!(get("later_wins"), Some("secret"));
+
+    // No Event of the Kustomization carries the Secret's value.
+    let events: Api<Event> = Api::namespaced(w.client(), NS);
+    for e in events.list(&ListParams::default()).await? {
+        let message = e.message.unwrap_or_default();
+        assert!(!message.contains(secret_value), "{message}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_patches_and_components_are_merged_into_the_build() -> Result<()> {
+    let w = World::start(&[
+        ("app/deployment.yaml", DEPLOYMENT),
+        ("app/kustomization.yaml", "resources: [deployment.yaml]\n"),
+        ("components/annotate/kustomization.yaml", COMPONENT),
+    ])
+    .await?;
+    w.create_kustomization(
+        "app",
+        serde_json::json!({"path": "./app",
+            "images": [{"name": "nginx", "newName": "registry.example.com/nginx", "newTag": "1.27"}],
+            "patches": [{"patch": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n",
+                         "target": {"kind": "Deployment", "name": "web"}}],
+            "components": ["../components/annotate"]}),
+    )
+    .await?;
+    w.ready("app").await?;
+    let dep = Api::<Deployment>::namespaced(w.client(), "default")
+        .get("web")
+        .await?;
+    let spec = dep.spec.clone().unwrap_or_default();
+    let image = spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone());
+    assert_eq!(image.as_deref(), Some("registry.example.com/nginx:1.27"));
+    assert_eq!(spec.replicas, Some(3));
+    let annotations = dep.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        annotations.get("example.com/component").map(String::as_str),
+        Some("added")
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_finalizer_and_deletion_with_and_without_prune() -> Result<()> {
+    let w = World::start(&[
+        (
+            "pruned/settings.yaml",
+            &CONFIGMAP.replace("settings", "pruned"),
+        ),
+        ("pruned/kept-by-annotation.yaml", PRUNE_DISABLED),
+        ("kept/settings.yaml", &CONFIGMAP.replace("settings", "kept")),
+    ])
+    .await?;
+    w.create_kustomization("pruned", serde_json::json!({"path": "./pruned"}))
+        .await?;
+    w.create_kustomization(
+        "kept",
+        serde_json::json!({"path": "./kept", "prune": false}),
+    )
+    .await?;
+    for name in ["pruned", "kept"] {
+        let ks = w.ready(name).await?;
+        assert!(ks.finalizers().iter().any(|f| f == FINALIZER), "{name}");
+    }
+
+    // The applied change set is an Event of the Kustomization, as Flux records it.
+    let events: Api<Event> = Api::namespaced(w.client(), NS);
+    let selector = "involvedObject.kind=Kustomization,involvedObject.name=pruned";
+    let listed = events
+        .list(&ListParams::default().fields(selector))
+        .await?
+        .items;
+    let applied = listed
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("Progressing"))
+        .unwrap_or_else(|| panic!("no Progressing event in {listed:#?}"));
+    assert_eq!(applied.type_.as_deref(), Some("Normal"));
+    assert_eq!(
+        applied.message.as_deref(),
+        Some("ConfigMap/default/prune-disabled created\nConfigMap/default/pruned created")
+    );
+
+    let cms: Api<ConfigMap> = Api::namespaced(w.client(), "default");
+
+    // `prune: true`: deleting the Kustomization deletes its objects, then the Kustomization goes.
+    w.kustomizations()
+        .delete("pruned", &DeleteParams::default())
+        .await?;
+    wait_gone(&w.kustomizations(), "pruned").await?;
+    assert!(cms.get_opt("pruned").await?.is_none());
+    // An object annotated `kustomize.toolkit.fluxcd.io/prune: disabled` is left in place.
+    assert!(cms.get_opt("prune-disabled").await?.is_some());
+    let listed = events
+        .list(&ListParams::default().fields(selector))
+        .await?
+        .items;
+    assert!(
+        listed.iter().any(|e| e.message.as_deref()
+            == Some("ConfigMap/default/pruned deleted\nConfigMap/default/prune-disabled skipped")),
+        "{listed:#?}"
+    );
+
+    // `prune: false`: the Kustomization goes, its objects stay.
+    w.kustomizations()
+        .delete("kept", &DeleteParams::default())
+        .await?;
+    wait_gone(&w.kustomizations(), "kept").await?;
+    assert!(cms.get_opt("kept").await?.is_some());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_is_a_warning_event() -> Result<()> {
+    let w = World::start(&[("app/settings.yaml", CONFIGMAP)]).await?;
+    // Strict substitution: `${from_cm}` and the others have no value.
+    w.create_kustomization(
+        "app",
+        serde_json::json!({"path": "./app", "postBuild": {"substitute": {"inline": "x"}}}),
+    )
+    .await?;
+    w.until_ks("app", "Ready=False", |k| {
+        ready_message(k).starts_with("BuildFailed ")
+    })
+    .await?;
+    let events: Api<Event> = Api::namespaced(w.client(), NS);
+    let selector = "involvedObject.kind=Kustomization,involvedObject.name=app";
+    let listed = events
+        .list(&ListParams::default().fields(selector))
+        .await?
+        .items;
+    let warning = listed
+        .iter()
+        .find(|e| e.type_.as_deref() == Some("Warning"))
+        .unwrap_or_else(|| panic!("no Warning event in {listed:#?}"));
+    assert_eq!(warning.reason.as_deref(), Some("BuildFailed"));
+    assert!(
+        warning
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("variable not set"),
+        "{warning:#?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cross_namespace_refs_refuses_a_source_of_another_namespace() -> Result<()> {
+    let w = World::start_with(&[("app/settings.yaml", CONFIGMAP)], true).await?;
+    let namespaces: Api<Namespace> = Api::all(w.client());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "tenant"}}))?,
+        )
+        .await?;
+    let tenant: Api<Kustomization> = Api::namespaced(w.client(), "tenant");
+    tenant
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                "metadata": {"name": "app", "namespace": "tenant"},
+                "spec": {"interval": "10m", "prune": true, "path": "./app",
+                         "sourceRef": {"kind": "GitRepository", "name": "fleet", "namespace": NS}}
+            }))?,
+        )
+        .await?;
+    let ks = wait::until(&tenant, "app", TIMEOUT, "Ready=False AccessDenied", |k| {
+        ready_message(k).starts_with("AccessDenied ")
+    })
+    .await?;
+    assert_eq!(
+        ready_message(&ks),
+        "AccessDenied can't access 'GitRepository/flux-system/fleet', cross-namespace references have been blocked"
+    );
+    // A reference naming its own namespace is allowed.
+    w.create_kustomization(
+        "app",
+        serde_json::json!({"path": "./app",
+            "sourceRef": {"kind": "GitRepository", "name": "fleet", "namespace": NS}}),
+    )
+    .await?;
+    w.ready("app").await?;
+    Ok(())
+}
+
+async fn wait_gone(api: &Api<Kustomization>, name: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while api.get_opt(name).await?.is_some() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "Kustomization {name} still exists after {TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+/// Flux's `healthChecks` and `wait`: a health check naming an object that never appears fails
+/// the reconcile with `HealthCheckFailed` naming it once `timeout` has passed; `wait: true` over
+/// objects that are Current (kstatus) makes the Kustomization Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_and_wait() -> Result<()> {
+    const PLAIN: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: plain
+  namespace: default
+data:
+  a: b
+";
+    let w = World::start(&[("app/plain.yaml", PLAIN)]).await?;
+    w.create_kustomization(
+        "checked",
+        serde_json::json!({"path": "./app", "timeout": "3s",
+            "healthChecks": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "missing",
+                              "namespace": "default"}]}),
+    )
+    .await?;
+    let failed = w
+        .until_ks("checked", "Ready=False HealthCheckFailed", |k| {
+            ready_message(k).starts_with("HealthCheckFailed ")
+        })
+        .await?;
+    let message = ready_message(&failed);
+    assert!(message.contains("ConfigMap/default/missing"), "{message}");
+    assert!(message.contains("NotFound"), "{message}");
+    assert!(!message.contains("ConfigMap/default/plain"), "{message}");
+
+    w.create_kustomization(
+        "waited",
+        serde_json::json!({"path": "./app", "timeout": "30s", "wait": true}),
+    )
+    .await?;
+    w.until_ks("waited", "Ready", |k| {
+        k.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
+    })
+    .await?;
+    Ok(())
+}
