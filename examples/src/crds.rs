@@ -262,6 +262,9 @@ pub struct KustomizationSpec {
     /// Kustomize components (folders relative to `path`) appended to the built kustomization.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<String>,
+    /// Recreate objects whose apply fails on an immutable field (Flux's `force`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
     /// Wait for every applied object to be healthy (kstatus), within `timeout`; when set,
     /// `healthChecks` is ignored, as Flux does.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

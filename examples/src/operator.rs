@@ -122,6 +122,9 @@ struct Ctx {
     store: ArtifactStore,
     server: ArtifactServer,
     applier: SsaApplier,
+    /// The same applier recreating objects on immutable-field errors, for Kustomizations with
+    /// `spec.force: true`.
+    forcing_applier: SsaApplier,
     config: OperatorConfig,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -157,6 +160,9 @@ pub async fn run(
         ArtifactServer::bind(store.clone(), config.listen_addr(), advertised.as_deref()).await?;
     let ctx = Arc::new(Ctx {
         applier: SsaApplier::new(client.clone()).with_field_manager(FIELD_MANAGER),
+        forcing_applier: SsaApplier::new(client.clone())
+            .with_field_manager(FIELD_MANAGER)
+            .with_force(true),
         client: client.clone(),
         store,
         server,
@@ -1360,7 +1366,11 @@ async fn reconcile_kustomization(
                         spec: &spec,
                         owner: &owner,
                         renderer,
-                        applier: &ctx.applier,
+                        applier: if ks.spec.force {
+                            &ctx.forcing_applier
+                        } else {
+                            &ctx.applier
+                        },
                         previous: &unit.inventory.clone(),
                         timeout,
                     }

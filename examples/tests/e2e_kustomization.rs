@@ -80,7 +80,7 @@ data:
 struct World {
     env: TestEnv,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _repo: LocalRepo,
+    repo: LocalRepo,
     _tmp: tempfile::TempDir,
 }
 
@@ -118,7 +118,7 @@ impl World {
         let w = World {
             env,
             stop: Some(stop),
-            _repo: repo,
+            repo,
             _tmp: tmp,
         };
         let namespaces: Api<Namespace> = Api::all(w.client());
@@ -536,5 +536,62 @@ data:
         k.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
     })
     .await?;
+    Ok(())
+}
+
+/// Flux's `spec.force`: a change the API server refuses as immutable (the data of a ConfigMap
+/// with `immutable: true`) is applied by deleting and recreating the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_recreates_an_object_with_an_immutable_field() -> Result<()> {
+    let frozen = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frozen\n  namespace: default\nimmutable: true\ndata:\n  a: {value}\n"
+        )
+    };
+    let w = World::start(&[("app/frozen.yaml", &frozen("one"))]).await?;
+    w.create_kustomization(
+        "forced",
+        serde_json::json!({"path": "./app", "force": true}),
+    )
+    .await?;
+    w.until_ks("forced", "Ready", |k| {
+        k.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
+    })
+    .await?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(w.client(), "default");
+    let before = configmaps.get("frozen").await?;
+
+    w.repo.write("app/frozen.yaml", &frozen("two"))?;
+    let commit = w.repo.commit("change an immutable ConfigMap")?;
+    let repos: Api<GitRepository> = Api::namespaced(w.client(), NS);
+    let now = "2026-11-23T00:00:00Z";
+    repos
+        .patch(
+            "fleet",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {REQUESTED_AT: now}}})),
+        )
+        .await?;
+    let ks = w
+        .until_ks("forced", "Ready at the new commit", |k| {
+            k.status.as_ref().is_some_and(|s| {
+                is_ready(&s.conditions)
+                    && s.last_applied_revision
+                        .as_deref()
+                        .is_some_and(|r| r.ends_with(&commit))
+            })
+        })
+        .await?;
+    let after = configmaps.get("frozen").await?;
+    assert_eq!(
+        after
+            .data
+            .as_ref()
+            .and_then(|d| d.get("a"))
+            .map(String::as_str),
+        Some("two"),
+        "{ks:?}"
+    );
+    assert_ne!(after.metadata.uid, before.metadata.uid, "recreated");
     Ok(())
 }
