@@ -497,6 +497,20 @@ where
     Ok(())
 }
 
+/// What the source controller reads for a source before building it with
+/// [`SourceKind::source`].
+#[derive(Default)]
+pub struct SourceInputs<'a> {
+    /// The Secret of `spec.secretRef` (of the HelmRepository for a HelmChart); `None` without.
+    pub secret: Option<&'a Secret>,
+    /// The HelmRepository of [`SourceKind::helm_repository`].
+    pub repository: Option<&'a HelmRepository>,
+    /// The Secret of [`SourceKind::verification_secret_name`].
+    pub verification: Option<&'a Secret>,
+    /// The resolved artifacts of [`SourceKind::includes`], in the same order.
+    pub includes: Vec<Include>,
+}
+
 /// What the generic source controller needs from a source kind: its schedule, status, the
 /// reason of a failed fetch, and how to build its [`Source`] (spec plus the referenced Secret).
 pub trait SourceKind:
@@ -534,32 +548,16 @@ pub trait SourceKind:
     fn helm_chart(&self) -> Option<&gitops_sources::helm::HelmChartSpec> {
         None
     }
-    /// Builds the source from the spec, the data of the Secret (`None` without `secretRef`),
-    /// the HelmRepository of [`SourceKind::helm_repository`] and the Secret of
-    /// [`SourceKind::verification_secret_name`]. Errors are a message and whether retrying may
-    /// help.
+    /// Builds the source from the spec and what the controller read for it ([`SourceInputs`]).
+    /// Errors are a message and whether retrying may help.
     fn source(
         &self,
         key: ArtifactKey,
-        secret: Option<&Secret>,
-        repository: Option<&HelmRepository>,
-        verification: Option<&Secret>,
+        inputs: SourceInputs<'_>,
     ) -> Result<Box<dyn Source>, (String, bool)>;
     /// GitRepository's `spec.include` (empty for other kinds).
     fn includes(&self) -> &[GitRepositoryInclude] {
         &[]
-    }
-    /// [`SourceKind::source`] with the resolved artifacts of [`SourceKind::includes`] (given in
-    /// the same order; empty when there are none).
-    fn source_with_includes(
-        &self,
-        key: ArtifactKey,
-        secret: Option<&Secret>,
-        repository: Option<&HelmRepository>,
-        verification: Option<&Secret>,
-        _includes: Vec<Include>,
-    ) -> Result<Box<dyn Source>, (String, bool)> {
-        self.source(key, secret, repository, verification)
     }
 }
 
@@ -620,28 +618,16 @@ impl SourceKind for GitRepository {
     fn source(
         &self,
         key: ArtifactKey,
-        secret: Option<&Secret>,
-        _repository: Option<&HelmRepository>,
-        verification: Option<&Secret>,
+        inputs: SourceInputs<'_>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
-        Ok(Box::new(self.git_source(key, secret, verification)?))
+        let source = self
+            .git_source(key, inputs.secret, inputs.verification)?
+            .with_includes(inputs.includes)
+            .map_err(|e| (e.to_string(), e.is_retryable()))?;
+        Ok(Box::new(source))
     }
     fn includes(&self) -> &[GitRepositoryInclude] {
         &self.spec.include
-    }
-    fn source_with_includes(
-        &self,
-        key: ArtifactKey,
-        secret: Option<&Secret>,
-        _repository: Option<&HelmRepository>,
-        verification: Option<&Secret>,
-        includes: Vec<Include>,
-    ) -> Result<Box<dyn Source>, (String, bool)> {
-        let source = self
-            .git_source(key, secret, verification)?
-            .with_includes(includes)
-            .map_err(|e| (e.to_string(), e.is_retryable()))?;
-        Ok(Box::new(source))
     }
 }
 
@@ -729,10 +715,9 @@ impl SourceKind for OCIRepository {
     fn source(
         &self,
         key: ArtifactKey,
-        secret: Option<&Secret>,
-        _repository: Option<&HelmRepository>,
-        _verification: Option<&Secret>,
+        inputs: SourceInputs<'_>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
+        let secret = inputs.secret;
         let auth = match secret {
             None => OciAuth::Anonymous,
             Some(secret) => {
@@ -782,10 +767,9 @@ impl SourceKind for Bucket {
     fn source(
         &self,
         key: ArtifactKey,
-        secret: Option<&Secret>,
-        _repository: Option<&HelmRepository>,
-        _verification: Option<&Secret>,
+        inputs: SourceInputs<'_>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
+        let secret = inputs.secret;
         let auth = match secret {
             None => BucketAuth::Anonymous,
             Some(secret) => {
@@ -851,11 +835,10 @@ impl SourceKind for HelmChart {
     fn source(
         &self,
         key: ArtifactKey,
-        secret: Option<&Secret>,
-        repository: Option<&HelmRepository>,
-        _verification: Option<&Secret>,
+        inputs: SourceInputs<'_>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
-        let repository = repository.ok_or_else(|| {
+        let secret = inputs.secret;
+        let repository = inputs.repository.ok_or_else(|| {
             (
                 "spec.sourceRef must name a HelmRepository".to_string(),
                 false,
@@ -921,10 +904,9 @@ impl SourceKind for HelmRepository {
     fn source(
         &self,
         key: ArtifactKey,
-        secret: Option<&Secret>,
-        _repository: Option<&HelmRepository>,
-        _verification: Option<&Secret>,
+        inputs: SourceInputs<'_>,
     ) -> Result<Box<dyn Source>, (String, bool)> {
+        let secret = inputs.secret;
         let auth = helm_auth(secret)?;
         let mut source = HelmRepositorySource::new(key, self.spec.source.clone(), auth)
             .map_err(|e| (e.to_string(), false))?;
@@ -1276,13 +1258,13 @@ async fn fetch_source<K: SourceKind>(
         }
     };
     let key = ArtifactKey::new(kind_name, ns, name).map_err(|e| (e.to_string(), false))?;
-    let source = src.source_with_includes(
-        key,
-        secret.as_ref(),
-        repository.as_ref(),
-        verification.as_ref(),
+    let inputs = SourceInputs {
+        secret: secret.as_ref(),
+        repository: repository.as_ref(),
+        verification: verification.as_ref(),
         includes,
-    )?;
+    };
+    let source = src.source(key, inputs)?;
     source
         .fetch(&ctx.store, old.artifact.as_ref())
         .await
@@ -1860,11 +1842,13 @@ mod tests {
         assert!(!retryable);
 
         // The keys are parsed when the source is built: a bad one names its Secret key.
+        let inputs = SourceInputs {
+            verification: Some(&secret),
+            ..SourceInputs::default()
+        };
         let err = match repo.source(
             ArtifactKey::new("GitRepository", "default", "app").unwrap(),
-            None,
-            None,
-            Some(&secret),
+            inputs,
         ) {
             Ok(_) => panic!("keys that are no keys were accepted"),
             Err(e) => e,

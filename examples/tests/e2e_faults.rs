@@ -28,7 +28,6 @@ use gitops_examples::wait;
 use gitops_sources::oci::{OciAuth, push_artifact};
 use gitops_sources::server::{FetchLimits, fetch_artifact};
 use gitops_testenv::{GitHttpServer, OciRegistry, S3Server, StaticHttpServer};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 mod common;
@@ -286,27 +285,7 @@ async fn oci_registry_down_keeps_the_artifact_and_the_applied_objects() -> Resul
 async fn bucket_server_down_keeps_the_artifact_and_the_applied_objects() -> Result<()> {
     let w = World::start().await?;
     let mut s3 = S3Server::start().await?;
-    s3.create_bucket("podinfo").await?;
-    for entry in std::fs::read_dir(podinfo())? {
-        let path = entry?.path();
-        let key = path.file_name().unwrap_or_default().to_string_lossy();
-        s3.put_object("podinfo", &key, &std::fs::read(&path)?)
-            .await?;
-    }
-    w.create::<Secret>(serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "bucket-auth", "namespace": NS},
-        "stringData": {"accesskey": "test", "secretkey": "test-secret"}
-    }))
-    .await?;
-    w.create::<Bucket>(serde_json::json!({
-        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "Bucket",
-        "metadata": {"name": "podinfo", "namespace": NS},
-        "spec": {"provider": "generic", "bucketName": "podinfo", "endpoint": s3.url(),
-                 "insecure": true, "interval": "2s", "timeout": "5s",
-                 "secretRef": {"name": "bucket-auth"}}
-    }))
-    .await?;
+    w.create_podinfo_bucket(&s3, "2s", "5s").await?;
     w.create_kustomization("app", "Bucket", "podinfo", "2s")
         .await?;
     w.ready_kustomization("app").await?;

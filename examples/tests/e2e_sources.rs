@@ -143,27 +143,7 @@ async fn oci_repository_with_credentials_feeds_a_kustomization() -> Result<()> {
 async fn bucket_with_access_key_feeds_a_kustomization() -> Result<()> {
     let w = World::start().await?;
     let s3 = S3Server::start().await?;
-    s3.create_bucket("podinfo").await?;
-    for entry in std::fs::read_dir(podinfo())? {
-        let path = entry?.path();
-        let key = path.file_name().unwrap_or_default().to_string_lossy();
-        s3.put_object("podinfo", &key, &std::fs::read(&path)?)
-            .await?;
-    }
-    w.create::<Secret>(serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "bucket-auth", "namespace": NS},
-        "stringData": {"accesskey": "test", "secretkey": "test-secret"}
-    }))
-    .await?;
-    w.create::<Bucket>(serde_json::json!({
-        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "Bucket",
-        "metadata": {"name": "podinfo", "namespace": NS},
-        "spec": {"provider": "generic", "bucketName": "podinfo", "endpoint": s3.url(),
-                 "insecure": true, "interval": "10m", "timeout": "20s",
-                 "secretRef": {"name": "bucket-auth"}}
-    }))
-    .await?;
+    w.create_podinfo_bucket(&s3, "10m", "20s").await?;
     w.create_kustomization("app", "Bucket", "podinfo", "10m")
         .await?;
 

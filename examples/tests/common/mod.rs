@@ -10,12 +10,12 @@ use std::time::Duration;
 use anyhow::Result;
 use gitops_core::ArtifactStore;
 use gitops_core::condition::is_ready;
-use gitops_examples::crds::Kustomization;
+use gitops_examples::crds::{Bucket, Kustomization};
 use gitops_examples::operator::{self, OperatorConfig};
 use gitops_examples::wait;
-use gitops_testenv::TestEnv;
+use gitops_testenv::{S3Server, TestEnv};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use kube::api::{Api, PostParams};
 
 /// How long the tests wait for a condition.
@@ -112,6 +112,38 @@ impl World {
             "metadata": {"name": name, "namespace": NS},
             "spec": {"interval": interval, "path": "./", "prune": true, "targetNamespace": "default",
                      "sourceRef": {"kind": kind, "name": source}}
+        }))
+        .await
+    }
+
+    /// Serves podinfo's manifests from the bucket `podinfo` of `s3` and creates the Bucket
+    /// `podinfo` reading it with an access key Secret (`bucket-auth`), polled every `interval`
+    /// with `timeout`.
+    pub async fn create_podinfo_bucket(
+        &self,
+        s3: &S3Server,
+        interval: &str,
+        timeout: &str,
+    ) -> Result<()> {
+        s3.create_bucket("podinfo").await?;
+        for entry in std::fs::read_dir(podinfo())? {
+            let path = entry?.path();
+            let key = path.file_name().unwrap_or_default().to_string_lossy();
+            s3.put_object("podinfo", &key, &std::fs::read(&path)?)
+                .await?;
+        }
+        self.create::<Secret>(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "bucket-auth", "namespace": NS},
+            "stringData": {"accesskey": "test", "secretkey": "test-secret"}
+        }))
+        .await?;
+        self.create::<Bucket>(serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "Bucket",
+            "metadata": {"name": "podinfo", "namespace": NS},
+            "spec": {"provider": "generic", "bucketName": "podinfo", "endpoint": s3.url(),
+                     "insecure": true, "interval": interval, "timeout": timeout,
+                     "secretRef": {"name": "bucket-auth"}}
         }))
         .await
     }
