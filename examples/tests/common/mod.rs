@@ -55,6 +55,7 @@ impl World {
         let env_client = env.client();
         let config = OperatorConfig {
             dependency_requeue: Duration::from_secs(1),
+            kube_config: Some(env.kube_config()),
             ..OperatorConfig::default()
         };
         tokio::spawn(async move {
