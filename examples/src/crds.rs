@@ -585,6 +585,25 @@ mod tests {
     }
 
     #[test]
+    fn kustomization_reads_flux_tenancy_fields() {
+        let ks: Kustomization = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": "apps", "namespace": "team-a"},
+            "spec": {"interval": "10m", "prune": true, "serviceAccountName": "team-a",
+                     "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+                     "kubeConfig": {"secretRef": {"name": "prod-kubeconfig", "key": "value.yaml"}}}
+        }))
+        .unwrap();
+        assert_eq!(ks.spec.service_account_name.as_deref(), Some("team-a"));
+        let r = ks.spec.kube_config.unwrap().secret_ref;
+        assert_eq!(
+            (r.name.as_str(), r.key.as_deref()),
+            ("prod-kubeconfig", Some("value.yaml"))
+        );
+    }
+
+    #[test]
     fn unreadable_status_fields_do_not_fail_the_object() {
         // A Flux v1beta1-era artifact (checksum, no digest) and an inventory of the wrong shape.
         let repo: GitRepository = serde_json::from_value(serde_json::json!({

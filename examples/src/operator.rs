@@ -2197,6 +2197,133 @@ mod tests {
         assert!(!err.1);
     }
 
+    fn kubeconfig_secret(data: &[(&str, &str)]) -> Secret {
+        Secret {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn kubeconfig_keys_are_read_as_flux_reads_them() {
+        let both = kubeconfig_secret(&[("value", "A"), ("value.yaml", "B"), ("other", "C")]);
+        let yaml_only = kubeconfig_secret(&[("value.yaml", "B")]);
+        let read = |s: &Secret, key: Option<&str>| {
+            kubeconfig_value(s, key, "ns/kc").map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+        };
+        assert_eq!(read(&both, None).unwrap(), ("value".into(), "A".into()));
+        assert_eq!(read(&both, Some("")).unwrap(), ("value".into(), "A".into()));
+        assert_eq!(
+            read(&yaml_only, None).unwrap(),
+            ("value.yaml".into(), "B".into())
+        );
+        assert_eq!(
+            read(&both, Some("other")).unwrap(),
+            ("other".into(), "C".into())
+        );
+        let err = read(&yaml_only, Some("value")).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "KubeConfig secret 'ns/kc' does not contain a 'value' key with a kubeconfig"
+        );
+        let err = read(&kubeconfig_secret(&[]), None).unwrap_err().to_string();
+        assert!(err.contains("'ns/kc'") && err.contains("'value'"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn kubeconfigs_that_run_commands_or_read_files_are_refused() {
+        let kubeconfig = |user: serde_json::Value| {
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Config", "current-context": "c",
+                "clusters": [{"name": "remote", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": "u", "user": user}],
+                "contexts": [{"name": "c", "context": {"cluster": "remote", "user": "u"}}],
+            })
+            .to_string()
+        };
+        let ok = kubeconfig(serde_json::json!({"token": "t0k3n-value"}));
+        let config = remote_config(ok.as_bytes(), "ns/kc", "value")
+            .await
+            .unwrap();
+        assert_eq!(config.cluster_url.to_string(), "https://127.0.0.1:6443/");
+        for (user, field) in [
+            (
+                serde_json::json!({"exec": {"apiVersion": "client.authentication.k8s.io/v1",
+                                            "command": "/bin/sh", "args": ["-c", "id"]}}),
+                "exec",
+            ),
+            (
+                serde_json::json!({"tokenFile": "/var/run/secrets/token"}),
+                "tokenFile",
+            ),
+            (
+                serde_json::json!({"client-key": "/etc/key.pem", "client-certificate": "/etc/c.pem"}),
+                "client-certificate",
+            ),
+        ] {
+            let err = remote_config(kubeconfig(user).as_bytes(), "ns/kc", "value")
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("KubeConfig secret 'ns/kc' key 'value': user 'u' sets")
+                    && err.contains(&format!("'{field}'")),
+                "{err}"
+            );
+        }
+        // A value that is no kubeconfig: named, never quoted.
+        let err = remote_config(b"users: [t0k3n-value", "ns/kc", "value")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a kubeconfig"), "{err}");
+        assert!(!err.contains("t0k3n-value"), "{err}");
+    }
+
+    #[test]
+    fn a_new_secret_version_replaces_the_cached_applier_of_its_target() {
+        let key = |rv: &str, sa: Option<&str>, force: bool| TargetKey {
+            kubeconfig: Some(("ns/kc".into(), "value".into(), rv.into())),
+            impersonate: sa.map(str::to_string),
+            force,
+        };
+        assert!(key("2", None, false).same_but_version(&key("1", None, false)));
+        assert!(!key("2", Some("sa"), false).same_but_version(&key("1", None, false)));
+        assert!(!key("2", None, true).same_but_version(&key("1", None, false)));
+        let local = TargetKey {
+            kubeconfig: None,
+            impersonate: None,
+            force: false,
+        };
+        assert!(!local.same_but_version(&local.clone()));
+    }
+
+    #[test]
+    fn the_default_service_account_applies_when_the_field_is_unset() {
+        let ks = |sa: Option<&str>| -> Kustomization {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                "metadata": {"name": "apps", "namespace": "team"},
+                "spec": {"interval": "10m", "prune": true, "serviceAccountName": sa,
+                         "sourceRef": {"kind": "GitRepository", "name": "fleet"}}
+            }))
+            .unwrap()
+        };
+        let plain = OperatorConfig::default();
+        let defaulted = OperatorConfig {
+            default_service_account: Some("reconciler".into()),
+            ..OperatorConfig::default()
+        };
+        assert_eq!(service_account(&ks(None), &plain), None);
+        assert_eq!(service_account(&ks(None), &defaulted), Some("reconciler"));
+        assert_eq!(service_account(&ks(Some("own")), &defaulted), Some("own"));
+        assert_eq!(service_account(&ks(Some("")), &plain), None);
+    }
+
     #[test]
     fn source_verified_condition_follows_the_fetch() {
         let commit = "c9a3701755081960c4a1172c7b66c4ed209fe911";

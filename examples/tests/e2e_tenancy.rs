@@ -7,12 +7,14 @@
 
 mod common;
 
+use std::time::Duration;
+
 use anyhow::Result;
 use common::{NS, TIMEOUT, World};
 use gitops_core::condition::{find_condition, is_ready, kind, reason};
 use gitops_examples::crds::{GitRepository, Kustomization};
 use gitops_examples::gitrepo::LocalRepo;
-use gitops_examples::operator::{FIELD_MANAGER, REQUESTED_AT};
+use gitops_examples::operator::{FIELD_MANAGER, OperatorConfig, REQUESTED_AT};
 use gitops_examples::wait;
 use gitops_testenv::TestEnv;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret, ServiceAccount};
@@ -23,6 +25,8 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 const TENANT: &str = "tenant";
 /// The tenant's ServiceAccount, in the Kustomizations' namespace.
 const SA: &str = "tenant-reconciler";
+/// The operator's `--default-service-account` in the impersonation test: it has no rights.
+const DEFAULT_SA: &str = "nobody";
 
 fn configmap(name: &str, namespace: &str) -> String {
     format!(
@@ -75,7 +79,21 @@ struct Tenancy {
 
 impl Tenancy {
     async fn start(files: &[(&str, &str)]) -> Result<Tenancy> {
-        let w = World::start().await?;
+        Tenancy::start_with(files, None).await
+    }
+
+    /// [`Tenancy::start`], the operator impersonating `default_service_account` for
+    /// Kustomizations without `serviceAccountName`.
+    async fn start_with(
+        files: &[(&str, &str)],
+        default_service_account: Option<&str>,
+    ) -> Result<Tenancy> {
+        let w = World::start_with(OperatorConfig {
+            dependency_requeue: Duration::from_secs(1),
+            default_service_account: default_service_account.map(str::to_string),
+            ..OperatorConfig::default()
+        })
+        .await?;
         let content = w.tmp.path().join("content");
         for (path, text) in files {
             let p = content.join(path);
@@ -161,10 +179,18 @@ fn ready_at(k: &Kustomization, commit: &str) -> bool {
 /// `spec.serviceAccountName`: a Role allowing only ConfigMaps makes the apply of a Secret fail
 /// with the API server's `forbidden` naming the Secret, without pruning the objects applied
 /// before; granting Secrets too makes it Ready, the objects applied by the operator's field
-/// manager and the stale one pruned.
+/// manager and the stale one pruned. Health checks read as the ServiceAccount too, and a
+/// Kustomization without `serviceAccountName` impersonates `--default-service-account`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_account_impersonation_is_decided_by_rbac() -> Result<()> {
-    let t = Tenancy::start(&[("app/old.yaml", &configmap("old", TENANT))]).await?;
+    let t = Tenancy::start_with(
+        &[
+            ("app/old.yaml", &configmap("old", TENANT)),
+            ("health/probe.yaml", &configmap("probe", TENANT)),
+        ],
+        Some(DEFAULT_SA),
+    )
+    .await?;
     let client = t.w.client();
     Api::<Namespace>::all(client.clone())
         .create(
@@ -283,6 +309,46 @@ async fn service_account_impersonation_is_decided_by_rbac() -> Result<()> {
     assert!(
         old.is_none_or(|o| o.metadata.deletion_timestamp.is_some()),
         "the ConfigMap that left Git was not pruned"
+    );
+
+    // Health checks go through the same identity: an object outside the Role's namespace
+    // cannot be read by the ServiceAccount, although the operator could.
+    Api::<ConfigMap>::namespaced(client.clone(), "default")
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "outside"}}))?,
+        )
+        .await?;
+    t.create_kustomization(
+        "tenant-health",
+        serde_json::json!({"path": "./health", "serviceAccountName": SA, "timeout": "3s",
+                           "healthChecks": [{"apiVersion": "v1", "kind": "ConfigMap",
+                                             "name": "outside", "namespace": "default"}]}),
+    )
+    .await?;
+    let ks = t
+        .until_ks("tenant-health", "Ready=False HealthCheckFailed", |k| {
+            ready_message(k).starts_with(reason::HEALTH_CHECK_FAILED)
+        })
+        .await?;
+    let message = ready_message(&ks);
+    assert!(message.contains("ConfigMap/default/outside"), "{message}");
+    assert!(message.contains("forbidden"), "{message}");
+    assert!(configmaps.get_opt("probe").await?.is_some(), "applied");
+
+    // Without serviceAccountName: the operator's default ServiceAccount, which may not write.
+    t.create_kustomization("defaulted", serde_json::json!({"path": "./health"}))
+        .await?;
+    let ks = t
+        .until_ks("defaulted", "Ready=False forbidden", |k| {
+            ready_message(k).contains("forbidden")
+        })
+        .await?;
+    let message = ready_message(&ks);
+    assert!(message.contains("ConfigMap/tenant/probe"), "{message}");
+    assert!(
+        message.contains(&format!("system:serviceaccount:{NS}:{DEFAULT_SA}")),
+        "{message}"
     );
     Ok(())
 }
