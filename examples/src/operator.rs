@@ -22,6 +22,13 @@
 //! failure is a Kubernetes Event on it; the finalizer `finalizers.fluxcd.io` lets the deletion
 //! of a Kustomization with `prune: true` delete its inventory first.
 //!
+//! A Kustomization applies, prunes and health-checks through the applier of its target, as
+//! kustomize-controller's impersonator picks it: the cluster of the kubeconfig in
+//! `spec.kubeConfig.secretRef` or the operator's own, as the ServiceAccount
+//! `spec.serviceAccountName` (else [`OperatorConfig::default_service_account`]) impersonated,
+//! so the API server's RBAC decides. Sources and the inventory stay on the operator's cluster.
+//! Appliers (and their discovery) are cached per target until the kubeconfig Secret changes.
+//!
 //! Reconciles are triggered by spec changes (generation), by `reconcile.fluxcd.io/requestedAt`,
 //! by a new artifact of the referenced source (for a GitRepository also of a GitRepository it
 //! includes), and by the interval (± jitter) or the backoff after a failure.

@@ -356,8 +356,9 @@ async fn service_account_impersonation_is_decided_by_rbac() -> Result<()> {
 /// `spec.kubeConfig.secretRef`: the objects go to the cluster of the kubeconfig in the Secret
 /// (key `value`), never to the operator's; the inventory is in the status on the operator's
 /// cluster; an object removed from Git is pruned on the remote cluster. Impersonation happens
-/// on the remote cluster. A wrong key, a missing Secret or a value that is no kubeconfig give
-/// Ready=False naming the Secret and key, without the kubeconfig's contents.
+/// on the remote cluster; deleting the Kustomization prunes there. A wrong key, a missing
+/// Secret or a value that is no kubeconfig give Ready=False naming the Secret and key, without
+/// the kubeconfig's contents (in conditions and Events).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kube_config_secret_applies_to_the_remote_cluster() -> Result<()> {
     let t = Tenancy::start(&[
@@ -487,6 +488,26 @@ async fn kube_config_secret_applies_to_the_remote_cluster() -> Result<()> {
         );
         assert!(!message.contains(&token), "{message}");
     }
+
+    // Deleting the Kustomization prunes its inventory on the remote cluster (the finalizer
+    // goes through the same target).
+    t.kustomizations()
+        .delete("remote", &Default::default())
+        .await?;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while t.kustomizations().get_opt("remote").await?.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Kustomization was not finalized"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let a = remote_cms.get_opt("remote-a").await?;
+    assert!(
+        a.is_none_or(|o| o.metadata.deletion_timestamp.is_some()),
+        "remote-a was not pruned on the remote cluster"
+    );
+
     let events: Api<Event> = Api::namespaced(t.w.client(), NS);
     for e in events.list(&ListParams::default()).await? {
         let message = e.message.unwrap_or_default();
