@@ -179,8 +179,9 @@ fn ready_at(k: &Kustomization, commit: &str) -> bool {
 /// `spec.serviceAccountName`: a Role allowing only ConfigMaps makes the apply of a Secret fail
 /// with the API server's `forbidden` naming the Secret, without pruning the objects applied
 /// before; granting Secrets too makes it Ready, the objects applied by the operator's field
-/// manager and the stale one pruned. Health checks read as the ServiceAccount too, and a
-/// Kustomization without `serviceAccountName` impersonates `--default-service-account`.
+/// manager and the stale one pruned. Health checks read as the ServiceAccount too, a
+/// Kustomization without `serviceAccountName` impersonates `--default-service-account`, and
+/// once the ServiceAccount is gone a deletion skips pruning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_account_impersonation_is_decided_by_rbac() -> Result<()> {
     let t = Tenancy::start_with(
@@ -350,6 +351,46 @@ async fn service_account_impersonation_is_decided_by_rbac() -> Result<()> {
         message.contains(&format!("system:serviceaccount:{NS}:{DEFAULT_SA}")),
         "{message}"
     );
+
+    // The ServiceAccount gone, deleting a Kustomization skips pruning (a Warning event lists
+    // the objects left) instead of blocking the deletion, as kustomize-controller does.
+    Api::<ServiceAccount>::namespaced(client.clone(), NS)
+        .delete(SA, &Default::default())
+        .await?;
+    t.kustomizations()
+        .delete("tenant-apps", &Default::default())
+        .await?;
+    wait_gone(&t.kustomizations(), "tenant-apps").await?;
+    assert!(configmaps.get_opt("settings").await?.is_some(), "pruned");
+    let events = Api::<Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await?;
+    let skipped = events.items.iter().find_map(|e| {
+        let m = e.message.clone().unwrap_or_default();
+        (e.involved_object.name.as_deref() == Some("tenant-apps")
+            && e.type_.as_deref() == Some("Warning")
+            && m.starts_with("skipping pruning"))
+        .then_some(m)
+    });
+    let skipped = skipped.expect("a Warning event saying that pruning was skipped");
+    assert!(
+        skipped.contains(&format!("ServiceAccount '{NS}/{SA}'"))
+            && skipped.contains("tenant_settings__ConfigMap"),
+        "{skipped}"
+    );
+    Ok(())
+}
+
+/// Waits until the Kustomization `name` is gone (its finalizer done).
+async fn wait_gone(api: &Api<Kustomization>, name: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while api.get_opt(name).await?.is_some() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{name} was not finalized within {TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     Ok(())
 }
 
@@ -494,14 +535,7 @@ async fn kube_config_secret_applies_to_the_remote_cluster() -> Result<()> {
     t.kustomizations()
         .delete("remote", &Default::default())
         .await?;
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while t.kustomizations().get_opt("remote").await?.is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the Kustomization was not finalized"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_gone(&t.kustomizations(), "remote").await?;
     let a = remote_cms.get_opt("remote-a").await?;
     assert!(
         a.is_none_or(|o| o.metadata.deletion_timestamp.is_some()),
