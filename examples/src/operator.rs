@@ -1680,9 +1680,10 @@ fn kubeconfig_value(
 
 /// The client configuration of a kubeconfig from a Secret. The kubeconfig must be
 /// self-contained: `exec` and `auth-provider` users (which would run commands or plugins in the
-/// operator, refused by Flux unless `--insecure-kubeconfig-exec`) and file references
+/// operator, refused by Flux unless `--insecure-kubeconfig-exec`), file references
 /// (`tokenFile`, `client-certificate`, `client-key`, `certificate-authority`, which would read
-/// the operator's files) are refused.
+/// the operator's files) and `insecure-skip-tls-verify` (Flux: `--insecure-kubeconfig-tls`)
+/// are refused.
 async fn remote_config(bytes: &[u8], secret: &str, key: &str) -> Result<kube::Config, TargetError> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
     let invalid = |reason: String| TargetError::Invalid {
@@ -1711,13 +1712,16 @@ async fn remote_config(bytes: &[u8], secret: &str, key: &str) -> Result<kube::Co
         }
     }
     for cluster in &kc.clusters {
-        if cluster
-            .cluster
-            .as_ref()
-            .is_some_and(|c| c.certificate_authority.is_some())
-        {
+        let Some(c) = &cluster.cluster else { continue };
+        if c.certificate_authority.is_some() {
             return Err(invalid(format!(
                 "cluster '{}' sets 'certificate-authority', which is not allowed (use certificate-authority-data)",
+                cluster.name
+            )));
+        }
+        if c.insecure_skip_tls_verify == Some(true) {
+            return Err(invalid(format!(
+                "cluster '{}' sets 'insecure-skip-tls-verify', which is not allowed",
                 cluster.name
             )));
         }
@@ -2282,6 +2286,16 @@ mod tests {
                 "{err}"
             );
         }
+        let insecure = ok.replace(
+            "\"server\":\"https://127.0.0.1:6443\"",
+            "\"server\":\"https://127.0.0.1:6443\",\"insecure-skip-tls-verify\":true",
+        );
+        assert_ne!(insecure, ok);
+        let err = remote_config(insecure.as_bytes(), "ns/kc", "value")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'insecure-skip-tls-verify'"), "{err}");
         // A value that is no kubeconfig: named, never quoted.
         let err = remote_config(b"users: [t0k3n-value", "ns/kc", "value")
             .await
