@@ -272,6 +272,37 @@ pub struct KustomizationSpec {
     /// Objects that must be healthy after the apply (any kind, e.g. a HelmRelease).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<HealthCheckReference>,
+    /// The ServiceAccount (in the Kustomization's namespace) whose identity applies, prunes and
+    /// health-checks the objects: the operator impersonates
+    /// `system:serviceaccount:<namespace>:<name>` and the API server's RBAC decides, as
+    /// kustomize-controller does. Unset: the operator's `--default-service-account`, else the
+    /// operator's own identity. With `kubeConfig`, the impersonation happens on the remote
+    /// cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// A remote cluster to apply to instead of the operator's own (Flux's `spec.kubeConfig`):
+    /// the kubeconfig is read from a Secret in the Kustomization's namespace. Sources are still
+    /// read on the operator's cluster and the inventory stays in this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_config: Option<KubeConfigReference>,
+}
+
+/// `Kustomization.spec.kubeConfig` (Flux's `meta.KubeConfigReference`, `secretRef` form).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeConfigReference {
+    /// The Secret holding the kubeconfig.
+    pub secret_ref: SecretKeyReference,
+}
+
+/// A key of a Secret in the same namespace (Flux's `meta.SecretKeyReference`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecretKeyReference {
+    /// The Secret's name.
+    pub name: String,
+    /// The key; unset: `value`, else `value.yaml`, as Flux reads a kubeconfig Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// An entry of `Kustomization.spec.healthChecks` (Flux's `NamespacedObjectKindReference`).
@@ -551,6 +582,25 @@ mod tests {
             ReconcileStrategy::Revision
         );
         assert_eq!(chart.spec.source.source_ref.unwrap().kind, "GitRepository");
+    }
+
+    #[test]
+    fn kustomization_reads_flux_tenancy_fields() {
+        let ks: Kustomization = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": "apps", "namespace": "team-a"},
+            "spec": {"interval": "10m", "prune": true, "serviceAccountName": "team-a",
+                     "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+                     "kubeConfig": {"secretRef": {"name": "prod-kubeconfig", "key": "value.yaml"}}}
+        }))
+        .unwrap();
+        assert_eq!(ks.spec.service_account_name.as_deref(), Some("team-a"));
+        let r = ks.spec.kube_config.unwrap().secret_ref;
+        assert_eq!(
+            (r.name.as_str(), r.key.as_deref()),
+            ("prod-kubeconfig", Some("value.yaml"))
+        );
     }
 
     #[test]

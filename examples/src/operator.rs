@@ -22,6 +22,13 @@
 //! failure is a Kubernetes Event on it; the finalizer `finalizers.fluxcd.io` lets the deletion
 //! of a Kustomization with `prune: true` delete its inventory first.
 //!
+//! A Kustomization applies, prunes and health-checks through the applier of its target, as
+//! kustomize-controller's impersonator picks it: the cluster of the kubeconfig in
+//! `spec.kubeConfig.secretRef` or the operator's own, as the ServiceAccount
+//! `spec.serviceAccountName` (else [`OperatorConfig::default_service_account`]) impersonated,
+//! so the API server's RBAC decides. Sources and the inventory stay on the operator's cluster.
+//! Appliers (and their discovery) are cached per target until the kubeconfig Secret changes.
+//!
 //! Reconciles are triggered by spec changes (generation), by `reconcile.fluxcd.io/requestedAt`,
 //! by a new artifact of the referenced source (for a GitRepository also of a GitRepository it
 //! includes), and by the interval (± jitter) or the backoff after a failure.
@@ -79,6 +86,13 @@ pub struct OperatorConfig {
     /// Refuse a Kustomization whose `sourceRef` or `dependsOn` names another namespace: Ready=False
     /// `AccessDenied` (Flux's `--no-cross-namespace-refs`). Default: allowed, as in Flux.
     pub no_cross_namespace_refs: bool,
+    /// The ServiceAccount impersonated for Kustomizations without `spec.serviceAccountName`
+    /// (Flux's `--default-service-account`); `None`: those apply with the operator's identity.
+    pub default_service_account: Option<String>,
+    /// The configuration the operator's client was built from. Impersonating a ServiceAccount
+    /// on the operator's cluster (`spec.serviceAccountName`, `default_service_account`) builds
+    /// a client from it; `None`: such a Kustomization is Ready=False saying so.
+    pub kube_config: Option<kube::Config>,
 }
 
 impl Default for OperatorConfig {
@@ -89,6 +103,8 @@ impl Default for OperatorConfig {
             storage_addr: "127.0.0.1:0".to_string(),
             storage_adv_addr: None,
             no_cross_namespace_refs: false,
+            default_service_account: None,
+            kube_config: None,
         }
     }
 }
@@ -121,10 +137,9 @@ struct Ctx {
     client: kube::Client,
     store: ArtifactStore,
     server: ArtifactServer,
-    applier: SsaApplier,
-    /// The same applier recreating objects on immutable-field errors, for Kustomizations with
-    /// `spec.force: true`.
-    forcing_applier: SsaApplier,
+    /// The appliers of the Kustomizations' targets (cluster, identity, force), each with its
+    /// own discovery cache, so that a reconcile reuses the last one's.
+    appliers: Mutex<HashMap<TargetKey, Arc<SsaApplier>>>,
     config: OperatorConfig,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -159,10 +174,7 @@ pub async fn run(
     let server =
         ArtifactServer::bind(store.clone(), config.listen_addr(), advertised.as_deref()).await?;
     let ctx = Arc::new(Ctx {
-        applier: SsaApplier::new(client.clone()).with_field_manager(FIELD_MANAGER),
-        forcing_applier: SsaApplier::new(client.clone())
-            .with_field_manager(FIELD_MANAGER)
-            .with_force(true),
+        appliers: Mutex::new(HashMap::new()),
         client: client.clone(),
         store,
         server,
@@ -1328,12 +1340,12 @@ async fn reconcile_kustomization(
             }
         }
         Ok(artifact) => {
-            let result = match kustomization_renderer(&ks, &ns, &ctx.client).await? {
+            let result = match reconcile_target(&ks, &ns, &ctx).await? {
                 Err(error) => Err(gitops_core::pipeline::Failure {
                     error,
                     inventory: None,
                 }),
-                Ok(renderer) => {
+                Ok((applier, renderer)) => {
                     let spec = ApplySpec {
                         path: ks.spec.path.clone().unwrap_or_default(),
                         prune: ks.spec.prune,
@@ -1348,11 +1360,7 @@ async fn reconcile_kustomization(
                         spec: &spec,
                         owner: &owner,
                         renderer,
-                        applier: if ks.spec.force {
-                            &ctx.forcing_applier
-                        } else {
-                            &ctx.applier
-                        },
+                        applier: applier.as_ref(),
                         previous: &unit.inventory.clone(),
                         timeout,
                     }
@@ -1463,29 +1471,54 @@ async fn finalize_kustomization(
         .as_ref()
         .and_then(|s| s.inventory.clone())
         .unwrap_or_default();
-    if ks.spec.prune && !ks.spec.suspend && !inventory.is_empty() {
-        let owner = OwnerLabels::flux(ns, &name).pairs();
-        match ctx.applier.prune(&inventory.entries, &owner).await {
-            Ok(pruned) => {
-                let changes: Vec<String> = pruned.changes().map(|e| e.to_string()).collect();
-                for e in &changes {
-                    tracing::info!(kustomization = %key_of(ks), "{e}");
+    let applier = if ks.spec.prune && !ks.spec.suspend && !inventory.is_empty() {
+        finalizer_applier(ks, ns, ctx).await?
+    } else {
+        FinalizerApplier::Skip(None)
+    };
+    match applier {
+        FinalizerApplier::Skip(None) => {}
+        FinalizerApplier::Skip(Some(why)) => {
+            // As kustomize-controller does when the account to impersonate is gone: the
+            // objects are left in place, said in a Warning event, and the deletion goes on.
+            let objects: Vec<String> = inventory.entries.iter().map(|e| e.id.to_string()).collect();
+            let message = format!(
+                "skipping pruning, {why}; unable to prune objects:\n{}",
+                objects.join("\n")
+            );
+            tracing::warn!(kustomization = %key_of(ks), "{message}");
+            record_event(&ctx.client, ks, true, reason::PRUNE_FAILED, &message).await;
+        }
+        FinalizerApplier::Retry(e) => {
+            let message = e.to_string();
+            tracing::warn!(kustomization = %key_of(ks), "{message}");
+            record_event(&ctx.client, ks, true, reason::PRUNE_FAILED, &message).await;
+            return Ok(Action::requeue(ctx.config.dependency_requeue));
+        }
+        FinalizerApplier::Prune(applier) => {
+            let owner = OwnerLabels::flux(ns, &name).pairs();
+            match applier.prune(&inventory.entries, &owner).await {
+                Ok(pruned) => {
+                    let changes: Vec<String> = pruned.changes().map(|e| e.to_string()).collect();
+                    for e in &changes {
+                        tracing::info!(kustomization = %key_of(ks), "{e}");
+                    }
+                    if !changes.is_empty() {
+                        record_event(
+                            &ctx.client,
+                            ks,
+                            false,
+                            reason::PROGRESSING,
+                            &changes.join("\n"),
+                        )
+                        .await;
+                    }
                 }
-                if !changes.is_empty() {
-                    record_event(
-                        &ctx.client,
-                        ks,
-                        false,
-                        reason::PROGRESSING,
-                        &changes.join("\n"),
-                    )
-                    .await;
+                Err(e) => {
+                    tracing::warn!(kustomization = %key_of(ks), "{e}");
+                    record_event(&ctx.client, ks, true, reason::PRUNE_FAILED, &e.to_string()).await;
+                    return Ok(Action::requeue(ctx.config.dependency_requeue));
                 }
-            }
-            Err(e) => {
-                tracing::warn!(kustomization = %key_of(ks), "{e}");
-                record_event(&ctx.client, ks, true, reason::PRUNE_FAILED, &e.to_string()).await;
-                return Ok(Action::requeue(ctx.config.dependency_requeue));
             }
         }
     }
@@ -1497,6 +1530,324 @@ async fn finalize_kustomization(
         .collect();
     patch_finalizers(api, ks, rest).await?;
     Ok(Action::await_change())
+}
+
+/// What the finalizer prunes with.
+enum FinalizerApplier {
+    /// Nothing to prune (`None`), or the account to impersonate is gone (why).
+    Skip(Option<String>),
+    /// The target cannot be reached for another reason: retried.
+    Retry(TargetError),
+    /// The applier of the Kustomization's target.
+    Prune(Arc<SsaApplier>),
+}
+
+/// The applier the finalizer prunes with, as kustomize-controller's finalizer decides: when the
+/// ServiceAccount to impersonate (on the operator's cluster) or the kubeconfig Secret is gone,
+/// pruning is skipped rather than blocking the deletion forever.
+async fn finalizer_applier(
+    ks: &Kustomization,
+    ns: &str,
+    ctx: &Ctx,
+) -> Result<FinalizerApplier, OperatorError> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    if ks.spec.kube_config.is_none()
+        && let Some(sa) = service_account(ks, &ctx.config)
+    {
+        let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
+        if accounts.get_opt(sa).await?.is_none() {
+            return Ok(FinalizerApplier::Skip(Some(format!(
+                "ServiceAccount '{ns}/{sa}' to impersonate not found"
+            ))));
+        }
+    }
+    Ok(match target_applier(ks, ns, ctx).await? {
+        Ok(applier) => FinalizerApplier::Prune(applier),
+        Err(e @ TargetError::SecretNotFound { .. }) => FinalizerApplier::Skip(Some(e.to_string())),
+        Err(e) => FinalizerApplier::Retry(e),
+    })
+}
+
+/// The most appliers [`target_applier`] keeps; past it the cache is emptied (each target then
+/// rebuilds its discovery once).
+const MAX_APPLIERS: usize = 256;
+
+/// What an applier is built for: the cluster (the operator's, or a kubeconfig Secret at a
+/// resourceVersion), the identity impersonated on it, and `spec.force`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct TargetKey {
+    /// The kubeconfig Secret `namespace/name`, its key and its resourceVersion; `None`: the
+    /// operator's cluster.
+    kubeconfig: Option<(String, String, String)>,
+    /// The user impersonated (`system:serviceaccount:<namespace>:<name>`), if any.
+    impersonate: Option<String>,
+    /// Recreate objects on immutable-field errors.
+    force: bool,
+}
+
+impl TargetKey {
+    /// The same target but for the Secret's resourceVersion: an entry it replaces.
+    fn same_but_version(&self, other: &TargetKey) -> bool {
+        self.impersonate == other.impersonate
+            && self.force == other.force
+            && match (&self.kubeconfig, &other.kubeconfig) {
+                (Some((s1, k1, _)), Some((s2, k2, _))) => s1 == s2 && k1 == k2,
+                _ => false,
+            }
+    }
+}
+
+/// Why the client of a Kustomization's target cluster cannot be built (Ready=False
+/// `ReconciliationFailed`, retried). The messages name the Secret and key and never carry the
+/// kubeconfig's contents.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The `spec.kubeConfig.secretRef` Secret does not exist.
+    #[error("unable to read KubeConfig secret '{secret}': not found")]
+    SecretNotFound {
+        /// `namespace/name` of the Secret.
+        secret: String,
+    },
+    /// The Secret has no such key (or no `value` / `value.yaml` when no key is given).
+    #[error("KubeConfig secret '{secret}' does not contain a '{key}' key with a kubeconfig")]
+    KeyMissing {
+        /// `namespace/name` of the Secret.
+        secret: String,
+        /// The key looked for (`value` or `value.yaml` without `secretRef.key`).
+        key: String,
+    },
+    /// The value is no usable kubeconfig.
+    #[error("KubeConfig secret '{secret}' key '{key}': {reason}")]
+    Invalid {
+        /// `namespace/name` of the Secret.
+        secret: String,
+        /// The key read.
+        key: String,
+        /// What is wrong, without the contents.
+        reason: String,
+    },
+    /// Impersonation on the operator's cluster without [`OperatorConfig::kube_config`].
+    #[error(
+        "impersonating '{user}' needs the operator's client configuration (OperatorConfig::kube_config)"
+    )]
+    NoOperatorConfig {
+        /// The user to impersonate.
+        user: String,
+    },
+    /// The client could not be built (TLS settings...).
+    #[error("building the client of {target} failed")]
+    Client {
+        /// `the operator's cluster` or `KubeConfig secret 'ns/name' key 'k'`.
+        target: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The ServiceAccount a Kustomization impersonates: `spec.serviceAccountName`, else the
+/// operator's `--default-service-account`, as kustomize-controller picks it.
+fn service_account<'a>(ks: &'a Kustomization, config: &'a OperatorConfig) -> Option<&'a str> {
+    ks.spec
+        .service_account_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .or(config.default_service_account.as_deref())
+        .filter(|s| !s.is_empty())
+}
+
+/// The kubeconfig in the Secret: `key`, or without one `value`, else `value.yaml`, as Flux
+/// reads it; returns the key read and the value.
+fn kubeconfig_value(
+    secret: &Secret,
+    key: Option<&str>,
+    id: &str,
+) -> Result<(String, Vec<u8>), TargetError> {
+    let missing = |key: &str| TargetError::KeyMissing {
+        secret: id.to_string(),
+        key: key.to_string(),
+    };
+    match key.filter(|k| !k.is_empty()) {
+        Some(k) => secret_value(secret, k)
+            .map(|v| (k.to_string(), v))
+            .ok_or_else(|| missing(k)),
+        None => ["value", "value.yaml"]
+            .into_iter()
+            .find_map(|k| secret_value(secret, k).map(|v| (k.to_string(), v)))
+            .ok_or_else(|| missing("value")),
+    }
+}
+
+/// The client configuration of a kubeconfig from a Secret. The kubeconfig must be
+/// self-contained: `exec` and `auth-provider` users (which would run commands or plugins in the
+/// operator, refused by Flux unless `--insecure-kubeconfig-exec`), file references
+/// (`tokenFile`, `client-certificate`, `client-key`, `certificate-authority`, which would read
+/// the operator's files) and `insecure-skip-tls-verify` (Flux: `--insecure-kubeconfig-tls`)
+/// are refused.
+async fn remote_config(bytes: &[u8], secret: &str, key: &str) -> Result<kube::Config, TargetError> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let invalid = |reason: String| TargetError::Invalid {
+        secret: secret.to_string(),
+        key: key.to_string(),
+        reason,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".into()))?;
+    // The parser's message may quote the text: only say that it failed.
+    let kc = Kubeconfig::from_yaml(text)
+        .map_err(|_| invalid("not a kubeconfig (the YAML does not parse as one)".into()))?;
+    for user in &kc.auth_infos {
+        let Some(a) = &user.auth_info else { continue };
+        let refused = [
+            ("exec", a.exec.is_some()),
+            ("auth-provider", a.auth_provider.is_some()),
+            ("tokenFile", a.token_file.is_some()),
+            ("client-certificate", a.client_certificate.is_some()),
+            ("client-key", a.client_key.is_some()),
+        ];
+        if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
+            return Err(invalid(format!(
+                "user '{}' sets '{field}', which is not allowed (the kubeconfig must carry its credentials as data)",
+                user.name
+            )));
+        }
+    }
+    for cluster in &kc.clusters {
+        let Some(c) = &cluster.cluster else { continue };
+        if c.certificate_authority.is_some() {
+            return Err(invalid(format!(
+                "cluster '{}' sets 'certificate-authority', which is not allowed (use certificate-authority-data)",
+                cluster.name
+            )));
+        }
+        if c.insecure_skip_tls_verify == Some(true) {
+            return Err(invalid(format!(
+                "cluster '{}' sets 'insecure-skip-tls-verify', which is not allowed",
+                cluster.name
+            )));
+        }
+    }
+    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// The applier of a Kustomization's target, as kustomize-controller's impersonator builds its
+/// client: the remote cluster of `spec.kubeConfig.secretRef` (Secret in the Kustomization's
+/// namespace) or the operator's cluster, impersonating the ServiceAccount of
+/// [`service_account`] when there is one (the API server adds the ServiceAccount's groups), with
+/// the operator's field manager and `spec.force`. Appliers are cached per [`TargetKey`], so the
+/// discovery of a target is reused until the kubeconfig Secret changes.
+async fn target_applier(
+    ks: &Kustomization,
+    ns: &str,
+    ctx: &Ctx,
+) -> Result<Result<Arc<SsaApplier>, TargetError>, OperatorError> {
+    let impersonate =
+        service_account(ks, &ctx.config).map(|sa| format!("system:serviceaccount:{ns}:{sa}"));
+    let mut kubeconfig = None;
+    let remote = match &ks.spec.kube_config {
+        None => None,
+        Some(r) => {
+            let id = format!("{ns}/{}", r.secret_ref.name);
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+            let Some(secret) = secrets.get_opt(&r.secret_ref.name).await? else {
+                return Ok(Err(TargetError::SecretNotFound { secret: id }));
+            };
+            let (key, value) = match kubeconfig_value(&secret, r.secret_ref.key.as_deref(), &id) {
+                Ok(found) => found,
+                Err(e) => return Ok(Err(e)),
+            };
+            kubeconfig = Some(value);
+            Some((id, key, secret.resource_version().unwrap_or_default()))
+        }
+    };
+    let key = TargetKey {
+        kubeconfig: remote,
+        impersonate,
+        force: ks.spec.force,
+    };
+    if let Some(applier) = lock(&ctx.appliers).get(&key) {
+        return Ok(Ok(applier.clone()));
+    }
+    let client = match (&key.kubeconfig, kubeconfig) {
+        (Some((secret, k, _)), Some(bytes)) => {
+            let mut config = match remote_config(&bytes, secret, k).await {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            impersonate_in(&mut config, key.impersonate.as_deref());
+            kube::Client::try_from(config).map_err(|source| TargetError::Client {
+                target: format!("KubeConfig secret '{secret}' key '{k}'"),
+                source,
+            })
+        }
+        _ => match (&key.impersonate, &ctx.config.kube_config) {
+            (None, _) => Ok(ctx.client.clone()),
+            (Some(user), None) => Err(TargetError::NoOperatorConfig { user: user.clone() }),
+            (Some(user), Some(config)) => {
+                let mut config = config.clone();
+                impersonate_in(&mut config, Some(user));
+                kube::Client::try_from(config).map_err(|source| TargetError::Client {
+                    target: "the operator's cluster".into(),
+                    source,
+                })
+            }
+        },
+    };
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    let applier = Arc::new(
+        SsaApplier::new(client)
+            .with_field_manager(FIELD_MANAGER)
+            .with_force(key.force),
+    );
+    let mut appliers = lock(&ctx.appliers);
+    appliers.retain(|k, _| !k.same_but_version(&key));
+    if appliers.len() >= MAX_APPLIERS {
+        appliers.clear();
+    }
+    appliers.insert(key, applier.clone());
+    Ok(Ok(applier))
+}
+
+/// Makes `config` impersonate `user` (no groups: the API server adds a ServiceAccount's own);
+/// `None` leaves the configuration as it is.
+fn impersonate_in(config: &mut kube::Config, user: Option<&str>) {
+    if let Some(user) = user {
+        config.auth_info.impersonate = Some(user.to_string());
+        config.auth_info.impersonate_groups = None;
+        config.auth_info.impersonate_uid = None;
+        config.auth_info.impersonate_user_extra = None;
+    }
+}
+
+/// Locks a mutex, taking over a poisoned one (the maps it guards stay consistent).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The applier of the Kustomization's target ([`target_applier`]), then its renderer
+/// ([`kustomization_renderer`]), in kustomize-controller's order; a target that cannot be
+/// reached fails the reconcile (`ReconciliationFailed`, retried).
+async fn reconcile_target(
+    ks: &Kustomization,
+    ns: &str,
+    ctx: &Ctx,
+) -> Result<Result<(Arc<SsaApplier>, Arc<dyn Renderer>), gitops_core::Error>, OperatorError> {
+    let applier = match target_applier(ks, ns, ctx).await? {
+        Ok(a) => a,
+        Err(e) => {
+            return Ok(Err(gitops_core::Error::retryable(
+                gitops_core::Stage::Apply,
+                e,
+            )));
+        }
+    };
+    Ok(kustomization_renderer(ks, ns, &ctx.client)
+        .await?
+        .map(|r| (applier, r)))
 }
 
 /// The renderer of one Kustomization, as kustomize-controller builds: kustomize with the
@@ -1855,6 +2206,143 @@ mod tests {
         };
         assert!(err.0.contains("\"a.asc\""), "{}", err.0);
         assert!(!err.1);
+    }
+
+    fn kubeconfig_secret(data: &[(&str, &str)]) -> Secret {
+        Secret {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn kubeconfig_keys_are_read_as_flux_reads_them() {
+        let both = kubeconfig_secret(&[("value", "A"), ("value.yaml", "B"), ("other", "C")]);
+        let yaml_only = kubeconfig_secret(&[("value.yaml", "B")]);
+        let read = |s: &Secret, key: Option<&str>| {
+            kubeconfig_value(s, key, "ns/kc").map(|(k, v)| (k, String::from_utf8(v).unwrap()))
+        };
+        assert_eq!(read(&both, None).unwrap(), ("value".into(), "A".into()));
+        assert_eq!(read(&both, Some("")).unwrap(), ("value".into(), "A".into()));
+        assert_eq!(
+            read(&yaml_only, None).unwrap(),
+            ("value.yaml".into(), "B".into())
+        );
+        assert_eq!(
+            read(&both, Some("other")).unwrap(),
+            ("other".into(), "C".into())
+        );
+        let err = read(&yaml_only, Some("value")).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "KubeConfig secret 'ns/kc' does not contain a 'value' key with a kubeconfig"
+        );
+        let err = read(&kubeconfig_secret(&[]), None).unwrap_err().to_string();
+        assert!(err.contains("'ns/kc'") && err.contains("'value'"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn kubeconfigs_that_run_commands_or_read_files_are_refused() {
+        let kubeconfig = |user: serde_json::Value| {
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Config", "current-context": "c",
+                "clusters": [{"name": "remote", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": "u", "user": user}],
+                "contexts": [{"name": "c", "context": {"cluster": "remote", "user": "u"}}],
+            })
+            .to_string()
+        };
+        let ok = kubeconfig(serde_json::json!({"token": "t0k3n-value"}));
+        let config = remote_config(ok.as_bytes(), "ns/kc", "value")
+            .await
+            .unwrap();
+        assert_eq!(config.cluster_url.to_string(), "https://127.0.0.1:6443/");
+        for (user, field) in [
+            (
+                serde_json::json!({"exec": {"apiVersion": "client.authentication.k8s.io/v1",
+                                            "command": "/bin/sh", "args": ["-c", "id"]}}),
+                "exec",
+            ),
+            (
+                serde_json::json!({"tokenFile": "/var/run/secrets/token"}),
+                "tokenFile",
+            ),
+            (
+                serde_json::json!({"client-key": "/etc/key.pem", "client-certificate": "/etc/c.pem"}),
+                "client-certificate",
+            ),
+        ] {
+            let err = remote_config(kubeconfig(user).as_bytes(), "ns/kc", "value")
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("KubeConfig secret 'ns/kc' key 'value': user 'u' sets")
+                    && err.contains(&format!("'{field}'")),
+                "{err}"
+            );
+        }
+        let insecure = ok.replace(
+            "\"server\":\"https://127.0.0.1:6443\"",
+            "\"server\":\"https://127.0.0.1:6443\",\"insecure-skip-tls-verify\":true",
+        );
+        assert_ne!(insecure, ok);
+        let err = remote_config(insecure.as_bytes(), "ns/kc", "value")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'insecure-skip-tls-verify'"), "{err}");
+        // A value that is no kubeconfig: named, never quoted.
+        let err = remote_config(b"users: [t0k3n-value", "ns/kc", "value")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a kubeconfig"), "{err}");
+        assert!(!err.contains("t0k3n-value"), "{err}");
+    }
+
+    #[test]
+    fn a_new_secret_version_replaces_the_cached_applier_of_its_target() {
+        let key = |rv: &str, sa: Option<&str>, force: bool| TargetKey {
+            kubeconfig: Some(("ns/kc".into(), "value".into(), rv.into())),
+            impersonate: sa.map(str::to_string),
+            force,
+        };
+        assert!(key("2", None, false).same_but_version(&key("1", None, false)));
+        assert!(!key("2", Some("sa"), false).same_but_version(&key("1", None, false)));
+        assert!(!key("2", None, true).same_but_version(&key("1", None, false)));
+        let local = TargetKey {
+            kubeconfig: None,
+            impersonate: None,
+            force: false,
+        };
+        assert!(!local.same_but_version(&local.clone()));
+    }
+
+    #[test]
+    fn the_default_service_account_applies_when_the_field_is_unset() {
+        let ks = |sa: Option<&str>| -> Kustomization {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                "metadata": {"name": "apps", "namespace": "team"},
+                "spec": {"interval": "10m", "prune": true, "serviceAccountName": sa,
+                         "sourceRef": {"kind": "GitRepository", "name": "fleet"}}
+            }))
+            .unwrap()
+        };
+        let plain = OperatorConfig::default();
+        let defaulted = OperatorConfig {
+            default_service_account: Some("reconciler".into()),
+            ..OperatorConfig::default()
+        };
+        assert_eq!(service_account(&ks(None), &plain), None);
+        assert_eq!(service_account(&ks(None), &defaulted), Some("reconciler"));
+        assert_eq!(service_account(&ks(Some("own")), &defaulted), Some("own"));
+        assert_eq!(service_account(&ks(Some("")), &plain), None);
     }
 
     #[test]

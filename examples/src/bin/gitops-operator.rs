@@ -42,6 +42,10 @@ struct Args {
     /// `--no-cross-namespace-refs`).
     #[arg(long)]
     no_cross_namespace_refs: bool,
+    /// The ServiceAccount impersonated for Kustomizations without `spec.serviceAccountName`
+    /// (Flux's `--default-service-account`).
+    #[arg(long)]
+    default_service_account: Option<String>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -57,9 +61,8 @@ async fn main() -> Result<()> {
         )
         .init();
     let args = Args::parse();
-    let client = kube::Client::try_default()
-        .await
-        .context("loading kubeconfig")?;
+    let kube_config = kube::Config::infer().await.context("loading kubeconfig")?;
+    let client = kube::Client::try_from(kube_config.clone()).context("building the client")?;
     if args.install_crds {
         gitops_examples::crds::install_crds(&client).await?;
     }
@@ -69,6 +72,8 @@ async fn main() -> Result<()> {
         storage_addr: args.storage_addr,
         storage_adv_addr: args.storage_adv_addr,
         no_cross_namespace_refs: args.no_cross_namespace_refs,
+        default_service_account: args.default_service_account,
+        kube_config: Some(kube_config),
         ..OperatorConfig::default()
     };
     tracing::info!(storage = %args.storage_path.display(), "serving GitRepository, OCIRepository, Bucket, HelmChart and Kustomization");

@@ -39,6 +39,16 @@ pub struct World {
 
 impl World {
     pub async fn start() -> Result<World> {
+        World::start_with(OperatorConfig {
+            dependency_requeue: Duration::from_secs(1),
+            ..OperatorConfig::default()
+        })
+        .await
+    }
+
+    /// [`World::start`] with the operator's settings; `kube_config` is set to the control
+    /// plane's when `None`.
+    pub async fn start_with(mut config: OperatorConfig) -> Result<World> {
         gitops_examples::install_crypto_provider();
         let env = TestEnv::start().await?;
         let tmp = tempfile::tempdir()?;
@@ -53,10 +63,7 @@ impl World {
         let store = ArtifactStore::new(tmp.path().join("artifacts"))?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let env_client = env.client();
-        let config = OperatorConfig {
-            dependency_requeue: Duration::from_secs(1),
-            ..OperatorConfig::default()
-        };
+        config.kube_config.get_or_insert_with(|| env.kube_config());
         tokio::spawn(async move {
             if let Err(e) = operator::run(env_client, store, config, async move {
                 let _ = stopped.await;
