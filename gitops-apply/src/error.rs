@@ -18,7 +18,7 @@ pub enum ApplyError {
         api_version: String,
     },
     /// Discovery failed for a reason other than "not found".
-    #[error("discovery of {api_version} {kind}: {source}")]
+    #[error("discovery of {api_version} {kind}: {}", kube_text(.source))]
     Discovery {
         /// The apiVersion looked up.
         api_version: String,
@@ -29,7 +29,7 @@ pub enum ApplyError {
         source: kube::Error,
     },
     /// An API call on an object failed.
-    #[error("{object}: {op} failed: {source}")]
+    #[error("{object}: {op} failed: {}", kube_text(.source))]
     Api {
         /// `Kind/namespace/name` of the object.
         object: String,
@@ -86,6 +86,27 @@ pub enum ApplyError {
     },
 }
 
+/// Whether the API server refused an apply patch that does not fit the kind's schema (a field
+/// of the wrong type, e.g. `spec.replicas: "abc"`): Kubernetes 1.20 answers that with a 500
+/// `failed to create typed patch object: .spec.replicas: expected numeric...`, which a retry
+/// cannot fix, unlike other 500s.
+fn is_typed_patch_error(status: &kube::core::Status) -> bool {
+    status.code == 500
+        && status
+            .message
+            .starts_with("failed to create typed patch object")
+}
+
+/// A client error as the API server said it: an API answer as its Status prints
+/// (`<message>: <reason>`), without kube's `ApiError:` prefix and debug dump of the Status;
+/// other errors (connection refused, timeouts) as they print.
+fn kube_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => status.to_string().trim_end_matches([':', ' ']).to_string(),
+        other => other.to_string(),
+    }
+}
+
 fn unhealthy_message(
     report: &crate::wait::HealthReport,
     timeout: &Option<std::time::Duration>,
@@ -98,7 +119,8 @@ fn unhealthy_message(
 
 impl ApplyError {
     /// Whether retrying can help: API errors other than validation (400, 404 on apply, 409 on
-    /// create-only, 422) and timeouts are retryable; unknown kinds and invalid objects are not.
+    /// create-only, 422, and the 500 of an apply patch that does not fit the kind's schema)
+    /// and timeouts are retryable; unknown kinds and invalid objects are not.
     pub fn is_retryable(&self) -> bool {
         match self {
             ApplyError::UnknownKind { .. }
@@ -107,7 +129,7 @@ impl ApplyError {
             ApplyError::Api {
                 source: kube::Error::Api(status),
                 ..
-            } => !matches!(status.code, 400 | 422),
+            } => !matches!(status.code, 400 | 422) && !is_typed_patch_error(status),
             _ => true,
         }
     }
@@ -116,5 +138,45 @@ impl ApplyError {
     pub fn into_core(self, stage: Stage) -> gitops_core::Error {
         let retryable = self.is_retryable();
         gitops_core::Error::new(stage, retryable, self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, message: &str, reason: &str) -> ApplyError {
+        ApplyError::Api {
+            object: "Deployment/apps/web".into(),
+            op: "dry-run apply",
+            source: kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                message: message.into(),
+                reason: reason.into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn api_errors_print_the_servers_words_and_schema_errors_are_terminal() {
+        let typed = api_error(
+            500,
+            "failed to create typed patch object: .spec.replicas: expected numeric (int or float), got string",
+            "",
+        );
+        assert!(!typed.is_retryable());
+        assert_eq!(
+            typed.to_string(),
+            "Deployment/apps/web: dry-run apply failed: failed to create typed patch object: .spec.replicas: expected numeric (int or float), got string"
+        );
+        let invalid = api_error(422, r#"Deployment.apps "web" is invalid: x"#, "Invalid");
+        assert!(!invalid.is_retryable());
+        assert_eq!(
+            invalid.to_string(),
+            r#"Deployment/apps/web: dry-run apply failed: Deployment.apps "web" is invalid: x: Invalid"#
+        );
+        assert!(api_error(500, "etcdserver: request timed out", "").is_retryable());
+        assert!(api_error(403, "forbidden", "Forbidden").is_retryable());
     }
 }

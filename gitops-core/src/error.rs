@@ -86,15 +86,83 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The whole chain on one line, as it goes into a condition message.
-        write!(f, "{}", self.source)?;
+        // The whole chain on one line, as it goes into a condition message. Many errors
+        // (kube's, thiserror's `"{0}"` with `#[source]`) print their source in their own
+        // message too: a cause whose text is written already, or that only wraps such a
+        // cause (kube's `ApiError: <status> (<status:?>)` around the API server's Status),
+        // adds nothing and is left out, so the server's message appears once.
+        let mut written = self.source.to_string();
         let mut cause = self.source.source();
         while let Some(c) = cause {
-            write!(f, ": {c}")?;
+            let shown = |e: &dyn std::error::Error| {
+                let text = e.to_string();
+                let text = text.trim_end_matches([':', ' ']);
+                text.is_empty() || written.contains(text)
+            };
+            if !shown(c) && !c.source().is_some_and(shown) {
+                written.push_str(": ");
+                written.push_str(&c.to_string());
+            }
             cause = c.source();
         }
-        Ok(())
+        f.write_str(&written)
     }
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Leaf(&'static str);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{what}")]
+    struct Wrap {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    }
+
+    fn wrap(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Wrap {
+        Wrap {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+
+    #[test]
+    fn the_chain_is_one_line_without_repeats() {
+        // Each layer says only its own part: all of them are joined.
+        let e = Error::retryable(
+            Stage::Fetch,
+            wrap("fetch x", wrap("connect", Leaf("refused"))),
+        );
+        assert_eq!(e.to_string(), "fetch x: connect: refused");
+        // A layer that prints its source too: the source is not repeated.
+        let e = Error::retryable(
+            Stage::Apply,
+            wrap("cm: apply failed: boom: ", Leaf("boom: ")),
+        );
+        assert_eq!(e.to_string(), "cm: apply failed: boom: ");
+        // A wrapper around a cause that is shown already (as kube's `ApiError: <status>
+        // (<status:?>)`) is left out with it; what lies below them is still added.
+        let e = Error::retryable(
+            Stage::Apply,
+            wrap(
+                "cm: apply failed: denied",
+                wrap(
+                    "ApiError: denied (Status {..})",
+                    wrap("denied", Leaf("because")),
+                ),
+            ),
+        );
+        assert_eq!(e.to_string(), "cm: apply failed: denied: because");
+    }
+}

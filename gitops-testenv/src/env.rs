@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,9 @@ use crate::{Error, assets_dir};
 
 /// How long [`TestEnvBuilder::start`] waits for the control plane by default.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The API server's process name in [`TestEnv::pids`].
+const APISERVER: &str = "kube-apiserver";
 
 /// How often readiness is polled.
 const POLL: Duration = Duration::from_millis(100);
@@ -50,6 +54,13 @@ pub struct TestEnv {
     server_url: String,
     etcd_url: String,
     kubeconfig: String,
+    /// The kube-apiserver binary and its flags, to start it again after a stop.
+    apiserver: PathBuf,
+    apiserver_args: Vec<String>,
+    /// How many times kube-apiserver was started (names the log of each restart).
+    apiserver_starts: AtomicUsize,
+    /// The builder's start timeout, also the budget of [`TestEnv::start_apiserver`].
+    timeout: Duration,
     dir: tempfile::TempDir,
 }
 
@@ -195,27 +206,11 @@ impl TestEnvBuilder {
 
         wait_for_etcd(&mut procs[0], etcd_port, deadline, self.timeout).await?;
 
+        let apiserver_args = apiserver_args(d, &etcd_url, api_port);
         let apiserver = Proc::spawn(
             "kube-apiserver",
             &assets.join("kube-apiserver"),
-            &[
-                format!("--etcd-servers={etcd_url}"),
-                format!("--secure-port={api_port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                format!("--cert-dir={}", d.join("certs").display()),
-                format!("--token-auth-file={}", d.join("tokens.csv").display()),
-                "--authorization-mode=RBAC".into(),
-                "--service-account-issuer=https://kubernetes.default.svc".into(),
-                format!("--service-account-key-file={}", d.join("sa.pub").display()),
-                format!(
-                    "--service-account-signing-key-file={}",
-                    d.join("sa.key").display()
-                ),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                "--disable-admission-plugins=ServiceAccount".into(),
-                "--allow-privileged=true".into(),
-            ],
+            &apiserver_args,
             d.join("kube-apiserver.log"),
         )
         .map_err(plain)?;
@@ -277,9 +272,37 @@ impl TestEnvBuilder {
             server_url,
             etcd_url,
             kubeconfig,
+            apiserver: assets.join("kube-apiserver"),
+            apiserver_args,
+            apiserver_starts: AtomicUsize::new(1),
+            timeout: self.timeout,
             dir,
         })
     }
+}
+
+/// kube-apiserver's flags: etcd at `etcd_url`, serving on 127.0.0.1:`api_port` with the
+/// certificates, token file and service-account keys in `d` (so a restart with the same flags
+/// serves the same address, certificate and token).
+fn apiserver_args(d: &Path, etcd_url: &str, api_port: u16) -> Vec<String> {
+    vec![
+        format!("--etcd-servers={etcd_url}"),
+        format!("--secure-port={api_port}"),
+        "--bind-address=127.0.0.1".into(),
+        "--advertise-address=127.0.0.1".into(),
+        format!("--cert-dir={}", d.join("certs").display()),
+        format!("--token-auth-file={}", d.join("tokens.csv").display()),
+        "--authorization-mode=RBAC".into(),
+        "--service-account-issuer=https://kubernetes.default.svc".into(),
+        format!("--service-account-key-file={}", d.join("sa.pub").display()),
+        format!(
+            "--service-account-signing-key-file={}",
+            d.join("sa.key").display()
+        ),
+        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        "--disable-admission-plugins=ServiceAccount".into(),
+        "--allow-privileged=true".into(),
+    ]
 }
 
 impl std::fmt::Debug for TestEnv {
@@ -356,6 +379,114 @@ impl TestEnv {
             p.check_running()?;
         }
         Ok(())
+    }
+
+    /// Stops kube-apiserver gracefully (SIGTERM, SIGKILL after a grace period) and waits until
+    /// it exited: an API server going away, for fault tests. etcd keeps running with every
+    /// object; kube-controller-manager and the node simulator keep running and reconnect once
+    /// [`TestEnv::start_apiserver`] brought it back. Meanwhile requests fail with connection
+    /// errors (connection refused). Does nothing when it is stopped already.
+    pub async fn stop_apiserver(&self) -> Result<(), Error> {
+        self.take_apiserver(Proc::stop).await
+    }
+
+    /// Kills kube-apiserver with SIGKILL, as a crash, and waits until it exited: requests in
+    /// flight get their connections reset and may or may not have been written to etcd.
+    /// Otherwise as [`TestEnv::stop_apiserver`].
+    pub async fn kill_apiserver(&self) -> Result<(), Error> {
+        self.take_apiserver(Proc::kill).await
+    }
+
+    /// Removes kube-apiserver from the running processes (so the watchdog does not report it)
+    /// and ends it with `end` on a blocking thread.
+    async fn take_apiserver(&self, end: fn(&mut Proc)) -> Result<(), Error> {
+        let taken = {
+            let mut procs = lock(&self.procs);
+            procs
+                .iter()
+                .position(|p| p.name == APISERVER)
+                .map(|i| procs.remove(i))
+        };
+        let Some(mut apiserver) = taken else {
+            return Ok(());
+        };
+        tracing::info!(pid = apiserver.pid(), "stopping kube-apiserver");
+        tokio::task::spawn_blocking(move || end(&mut apiserver))
+            .await
+            .map_err(|e| Error::io("stopping kube-apiserver", std::io::Error::other(e)))
+    }
+
+    /// Starts kube-apiserver again after [`TestEnv::stop_apiserver`] or
+    /// [`TestEnv::kill_apiserver`], with the same flags: the same address
+    /// ([`TestEnv::server_url`]), serving certificate and CA, admin token and etcd, so
+    /// [`TestEnv::client`], clients made from [`TestEnv::kube_config`] and written kubeconfigs
+    /// keep working. Waits until `/readyz` answers `ok`, for at most the builder's
+    /// [`timeout`](TestEnvBuilder::timeout). The log of the n-th start is
+    /// `kube-apiserver.n.log` in [`TestEnv::dir`] (the first is `kube-apiserver.log`). When it
+    /// is running already, only waits for `/readyz`.
+    ///
+    /// Errors: [`Error::ProcessExited`] when it exits while starting (e.g. someone else took its
+    /// port meanwhile), [`Error::NotReady`] after the timeout.
+    pub async fn start_apiserver(&self) -> Result<(), Error> {
+        let deadline = Instant::now() + self.timeout;
+        {
+            let mut procs = lock(&self.procs);
+            if !procs.iter().any(|p| p.name == APISERVER) {
+                let n = self.apiserver_starts.fetch_add(1, Ordering::SeqCst) + 1;
+                let p = Proc::spawn(
+                    APISERVER,
+                    &self.apiserver,
+                    &self.apiserver_args,
+                    self.dir().join(format!("kube-apiserver.{n}.log")),
+                )?;
+                tracing::info!(pid = p.pid(), "started kube-apiserver again");
+                // After etcd, so that the processes still stop in reverse order.
+                let at = procs
+                    .iter()
+                    .position(|p| p.name == "etcd")
+                    .map_or(0, |i| i + 1);
+                procs.insert(at, p);
+            }
+        }
+        let readyz = || async {
+            match http::Request::get("/readyz").body(Vec::new()) {
+                Ok(req) => self
+                    .client
+                    .request_text(req)
+                    .await
+                    .is_ok_and(|body| body.trim() == "ok"),
+                Err(_) => false,
+            }
+        };
+        loop {
+            {
+                let mut procs = lock(&self.procs);
+                if let Some(p) = procs.iter_mut().find(|p| p.name == APISERVER) {
+                    p.check_running()?;
+                }
+            }
+            if readyz().await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let procs = lock(&self.procs);
+                let waiting = "GET /readyz after a restart";
+                return Err(match procs.iter().find(|p| p.name == APISERVER) {
+                    Some(p) => p.not_ready(self.timeout, waiting),
+                    None => Error::io(
+                        waiting,
+                        std::io::Error::other("kube-apiserver was stopped meanwhile"),
+                    ),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// [`TestEnv::stop_apiserver`] then [`TestEnv::start_apiserver`].
+    pub async fn restart_apiserver(&self) -> Result<(), Error> {
+        self.stop_apiserver().await?;
+        self.start_apiserver().await
     }
 
     /// Writes a kubeconfig file (server URL, CA data, admin bearer token, namespace `default`)

@@ -24,6 +24,11 @@
 //! dies while the environment runs, a watchdog prints why (the start of a Go crash, or the end
 //! of the log) to stderr, and [`TestEnv::check`] returns it as [`Error::ProcessExited`].
 //!
+//! For fault tests, [`TestEnv::stop_apiserver`] (SIGTERM) or [`TestEnv::kill_apiserver`]
+//! (SIGKILL) end only kube-apiserver while etcd keeps every object, and
+//! [`TestEnv::start_apiserver`] starts it again on the same address with the same certificate
+//! and token, so existing clients keep working.
+//!
 //! ## Where the binaries come from
 //!
 //! 1. `KUBEBUILDER_ASSETS`, a folder holding `etcd`, `kube-apiserver` and (needed for the

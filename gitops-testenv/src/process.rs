@@ -168,6 +168,12 @@ impl Proc {
         log_tail(&self.log, 200).contains("address already in use")
     }
 
+    /// SIGKILL at once (a crash, no graceful shutdown); waits for the process.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then SIGKILL after a grace period; waits for the process in both cases.
     pub(crate) fn stop(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {

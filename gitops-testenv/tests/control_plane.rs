@@ -334,3 +334,76 @@ async fn custom_resources_can_be_created_and_read() {
     assert_eq!(got.data["spec"]["size"], 3);
     env.check().unwrap();
 }
+
+/// `stop_apiserver`/`kill_apiserver` end only kube-apiserver (etcd keeps every object);
+/// `start_apiserver` brings it back on the same address with the same certificate and token,
+/// so clients made before keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_stops_and_starts_again_on_the_same_address_and_credentials() {
+    let env = TestEnv::builder()
+        .controller_manager(false)
+        .node_simulator(false)
+        .start()
+        .await
+        .unwrap();
+    let client = env.client();
+    // A second client with its own connection pool, from the configuration.
+    let other = kube::Client::try_from(env.kube_config()).unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "kept"}, "data": {"k": "v"}})).unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let pid_of = |env: &TestEnv, name: &str| {
+        env.pids()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, pid)| pid)
+    };
+    let etcd = pid_of(&env, "etcd").unwrap();
+
+    for (round, crash) in [(1, false), (2, true)] {
+        let before = pid_of(&env, "kube-apiserver").unwrap();
+        if crash {
+            env.kill_apiserver().await.unwrap();
+        } else {
+            env.stop_apiserver().await.unwrap();
+        }
+        assert!(!alive(before), "kube-apiserver ({before}) still runs");
+        assert!(alive(etcd), "etcd keeps running");
+        assert!(!port_open(env.server_url()), "nothing listens meanwhile");
+        assert_eq!(pid_of(&env, "kube-apiserver"), None);
+        let err = cms.get("kept").await.unwrap_err();
+        assert!(
+            !matches!(err, kube::Error::Api(_)),
+            "a transport error, not an API answer: {err}"
+        );
+        // Stopping twice is a no-op.
+        env.stop_apiserver().await.unwrap();
+        env.check().unwrap();
+
+        env.start_apiserver().await.unwrap();
+        let after = pid_of(&env, "kube-apiserver").unwrap();
+        assert_ne!(before, after, "round {round}: a new process");
+        assert!(
+            env.dir()
+                .join(format!("kube-apiserver.{}.log", round + 1))
+                .is_file()
+        );
+        for c in [&client, &other] {
+            let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+            let got = cms.get("kept").await.unwrap();
+            assert_eq!(got.data.unwrap()["k"], "v", "round {round}: etcd kept it");
+        }
+        // Starting a running API server only waits for it.
+        env.start_apiserver().await.unwrap();
+        assert_eq!(pid_of(&env, "kube-apiserver"), Some(after));
+        env.check().unwrap();
+    }
+    let pids = env.pids();
+    let names: Vec<&str> = pids.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["etcd", "kube-apiserver"]);
+    drop(env);
+    for (name, pid) in pids {
+        assert!(!alive(pid), "{name} ({pid}) still runs after drop");
+    }
+}
