@@ -260,8 +260,26 @@ pub struct KustomizationSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<serde_json::Value>,
     /// Kustomize components (folders relative to `path`) appended to the built kustomization.
+    /// A component that is not a local relative path fails the build; so does one whose folder
+    /// is missing from the artifact, unless `ignoreMissingComponents`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<String>,
+    /// Drop the `components` whose folder does not exist in the artifact instead of failing
+    /// (Flux >= 2.5).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_missing_components: bool,
+    /// Prefix of the names of every built object: the `namePrefix` of the built kustomization
+    /// (replacing the file's own), so kustomize's nameReference rules rename references too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+    /// Suffix of the names of every built object, as `namePrefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_suffix: Option<String>,
+    /// Labels and annotations set on the metadata of every built object after the build
+    /// (selectors and templates untouched), overriding the object's own values of the same
+    /// keys, as kustomize-controller does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_metadata: Option<CommonMetadata>,
     /// Recreate objects whose apply fails on an immutable field (Flux's `force`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
@@ -285,6 +303,17 @@ pub struct KustomizationSpec {
     /// read on the operator's cluster and the inventory stays in this status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube_config: Option<KubeConfigReference>,
+}
+
+/// `Kustomization.spec.commonMetadata` (Flux's `CommonMetadata`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommonMetadata {
+    /// Labels (key -> value) set on every built object.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Annotations (key -> value) set on every built object.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// `Kustomization.spec.kubeConfig` (Flux's `meta.KubeConfigReference`, `secretRef` form).

@@ -16,9 +16,13 @@
 //! The operator serves its artifact store over HTTP ([`ArtifactServer`], Flux's
 //! `--storage-addr`); every `status.artifact.url` is the server's URL of the artifact.
 //!
-//! A Kustomization is built with its `patches`, `images` and `components` merged into the
-//! kustomization and `postBuild` substitution (variables from `substituteFrom` ConfigMaps and
-//! Secrets, then `substitute`), as kustomize-controller does; each applied change set and each
+//! A Kustomization is built with its `patches`, `images`, `components` (a missing one dropped
+//! under `ignoreMissingComponents`, else a build failure naming it), `namePrefix` and
+//! `nameSuffix` merged into the kustomization, `postBuild` substitution (variables from
+//! `substituteFrom` ConfigMaps and Secrets, then `substitute`), then `commonMetadata` set on
+//! every object, as kustomize-controller does. It waits for its `dependsOn` to be Ready at
+//! their generation and, for those of the same source, to have applied the source's current
+//! revision (`DependencyNotReady`). Each applied change set and each
 //! failure is a Kubernetes Event on it; the finalizer `finalizers.fluxcd.io` lets the deletion
 //! of a Kustomization with `prune: true` delete its inventory first.
 //!
@@ -1851,10 +1855,11 @@ async fn reconcile_target(
 }
 
 /// The renderer of one Kustomization, as kustomize-controller builds: kustomize with the
-/// spec's `patches`, `images` and `components` merged into the kustomization, then post-build
-/// substitution with the variables of `postBuild.substituteFrom` (in list order, a later source
-/// winning) overridden by `postBuild.substitute`, in strict mode (Flux's default since 2.9),
-/// with `postBuild.substituteStrategy`.
+/// spec's `patches`, `images`, `components` (`ignoreMissingComponents`), `namePrefix` and
+/// `nameSuffix` merged into the kustomization, then post-build substitution with the variables
+/// of `postBuild.substituteFrom` (in list order, a later source winning) overridden by
+/// `postBuild.substitute`, in strict mode (Flux's default since 2.9), with
+/// `postBuild.substituteStrategy`; then `commonMetadata` ([`set_common_metadata`]).
 /// A missing ConfigMap or Secret that is not `optional` is a retryable build failure naming it;
 /// values never appear in errors or logs.
 async fn kustomization_renderer(
@@ -1862,14 +1867,40 @@ async fn kustomization_renderer(
     ns: &str,
     client: &kube::Client,
 ) -> Result<Result<Arc<dyn Renderer>, gitops_core::Error>, OperatorError> {
+    let built = match post_built_renderer(ks, ns, client).await? {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(match &ks.spec.common_metadata {
+        Some(meta) if !(meta.labels.is_empty() && meta.annotations.is_empty()) => {
+            Arc::new(WithCommonMetadata {
+                inner: built,
+                meta: meta.clone(),
+            })
+        }
+        _ => built,
+    }))
+}
+
+/// [`kustomization_renderer`] without `commonMetadata`: the kustomize build with the overlay
+/// of the spec, then post-build substitution.
+async fn post_built_renderer(
+    ks: &Kustomization,
+    ns: &str,
+    client: &kube::Client,
+) -> Result<Result<Arc<dyn Renderer>, gitops_core::Error>, OperatorError> {
     use gitops_core::Stage;
     use k8s_openapi::api::core::v1::ConfigMap;
+    let spec = &ks.spec;
     let overlay = gitops_render::Overlay::new()
-        .patches(ks.spec.patches.iter().cloned())
-        .images(ks.spec.images.iter().cloned())
-        .components(ks.spec.components.iter().cloned());
+        .patches(spec.patches.iter().cloned())
+        .images(spec.images.iter().cloned())
+        .components(spec.components.iter().cloned())
+        .ignore_missing_components(spec.ignore_missing_components)
+        .name_prefix(spec.name_prefix.clone().unwrap_or_default())
+        .name_suffix(spec.name_suffix.clone().unwrap_or_default());
     let kustomize = KustomizeRenderer::new().with_overlay(overlay);
-    let Some(post) = &ks.spec.post_build else {
+    let Some(post) = &spec.post_build else {
         return Ok(Ok(Arc::new(kustomize)));
     };
     let strategy = match post.substitute_strategy.as_deref() {
@@ -1942,6 +1973,51 @@ async fn kustomization_renderer(
     ))))
 }
 
+/// Sets `spec.commonMetadata` on objects, as kustomize-controller does after the build (fluxcd/pkg
+/// `ssa/utils.SetCommonMetadata`): every label and annotation is set on each object's own
+/// metadata, overriding the object's value of the same key; selectors and pod templates are not
+/// touched. Substitution does not reach these values (it runs before).
+fn set_common_metadata(objects: &mut [gitops_core::Object], meta: &crate::crds::CommonMetadata) {
+    for o in objects {
+        for (k, v) in &meta.labels {
+            o.set_label(k, v);
+        }
+        for (k, v) in &meta.annotations {
+            o.set_annotation(k, v);
+        }
+    }
+}
+
+/// A renderer applying [`set_common_metadata`] to what `inner` builds. The reconcile pipeline
+/// stamps the owner labels (`kustomize.toolkit.fluxcd.io/name`, `/namespace`) afterwards, so
+/// those keep their values even when `commonMetadata` names them (Flux would let
+/// `commonMetadata` override them, which breaks pruning).
+struct WithCommonMetadata {
+    inner: Arc<dyn Renderer>,
+    meta: crate::crds::CommonMetadata,
+}
+
+impl Renderer for WithCommonMetadata {
+    fn render(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<Vec<gitops_core::Object>, gitops_core::Error> {
+        let mut objects = self.inner.render(dir)?;
+        set_common_metadata(&mut objects, &self.meta);
+        Ok(objects)
+    }
+
+    fn render_in(
+        &self,
+        root: &std::path::Path,
+        dir: &std::path::Path,
+    ) -> Result<Vec<gitops_core::Object>, gitops_core::Error> {
+        let mut objects = self.inner.render_in(root, dir)?;
+        set_common_metadata(&mut objects, &self.meta);
+        Ok(objects)
+    }
+}
+
 /// Records a Kubernetes Event (core/v1) on the Kustomization, as kustomize-controller's event
 /// recorder does: `Warning` for failures, `Normal` otherwise; the message is cut to 1 KiB.
 /// A failure to record is logged, never fails the reconcile.
@@ -2010,9 +2086,10 @@ pub const ACCESS_DENIED: &str = "AccessDenied";
 /// Why a Kustomization must wait: Flux's reason and message.
 type Wait = (&'static str, String);
 
-/// Checks `dependsOn` and the source; returns the artifact, or why the Kustomization must wait
-/// (`DependencyNotReady`, or `ArtifactFailed` while the source has no artifact, as Flux says;
-/// `AccessDenied` for a reference to another namespace under `--no-cross-namespace-refs`).
+/// Checks the source, then `dependsOn` ([`dependency_not_ready`]), in kustomize-controller's
+/// order; returns the artifact, or why the Kustomization must wait (`ArtifactFailed` while the
+/// source has no artifact, `DependencyNotReady`, as Flux says; `AccessDenied` for a reference
+/// to another namespace under `--no-cross-namespace-refs`).
 async fn preflight(
     ks: &Kustomization,
     ns: &str,
@@ -2035,22 +2112,6 @@ async fn preflight(
             }
         }
     }
-    for dep in &ks.spec.depends_on {
-        let dep_ns = dep.namespace.clone().unwrap_or_else(|| ns.to_string());
-        let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &dep_ns);
-        let ready = match api.get_opt(&dep.name).await? {
-            Some(d) => {
-                let st = d.status.clone().unwrap_or_default();
-                condition::is_ready(&st.conditions)
-                    && st.observed_generation == d.metadata.generation
-            }
-            None => false,
-        };
-        if !ready {
-            let message = format!("dependency '{dep_ns}/{}' is not ready", dep.name);
-            return Ok(Err((reason::DEPENDENCY_NOT_READY, message)));
-        }
-    }
     let src = &ks.spec.source_ref;
     let src_ns = src.namespace.clone().unwrap_or_else(|| ns.to_string());
     let status = match src.kind.as_str() {
@@ -2064,13 +2125,58 @@ async fn preflight(
             return Ok(Err((reason::ARTIFACT_FAILED, message)));
         }
     };
-    Ok(status.and_then(|s| s.artifact).ok_or_else(|| {
+    let Some(artifact) = status.and_then(|s| s.artifact) else {
         let message = format!(
             "Source artifact of {} '{src_ns}/{}' not found",
             src.kind, src.name
         );
-        (reason::ARTIFACT_FAILED, message)
-    }))
+        return Ok(Err((reason::ARTIFACT_FAILED, message)));
+    };
+    for dep in &ks.spec.depends_on {
+        let dep_ns = dep.namespace.clone().unwrap_or_else(|| ns.to_string());
+        let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &dep_ns);
+        let found = api.get_opt(&dep.name).await?;
+        if let Some(why) = dependency_not_ready(ks, ns, found.as_ref(), &artifact) {
+            let message = format!("dependency '{dep_ns}/{}' {why}", dep.name);
+            return Ok(Err((reason::DEPENDENCY_NOT_READY, message)));
+        }
+    }
+    Ok(Ok(artifact))
+}
+
+/// Why the dependency `dep` of `ks` (in `ns`) is not ready, as kustomize-controller's
+/// `checkDependencies` decides, `None` when it is: it must exist, have observed its generation
+/// and be Ready=True; and when it reconciles the same source as `ks` (same kind, name and
+/// namespace, a missing namespace being the object's own), its `status.lastAppliedRevision`
+/// must be the revision of `artifact`, the source's current one: a dependant never applies a
+/// revision its dependency has not applied yet.
+fn dependency_not_ready(
+    ks: &Kustomization,
+    ns: &str,
+    dep: Option<&Kustomization>,
+    artifact: &gitops_core::Artifact,
+) -> Option<&'static str> {
+    let Some(dep) = dep else {
+        return Some("is not ready");
+    };
+    let st = dep.status.clone().unwrap_or_default();
+    if st.conditions.is_empty()
+        || st.observed_generation != dep.metadata.generation
+        || !condition::is_ready(&st.conditions)
+    {
+        return Some("is not ready");
+    }
+    let (theirs, ours) = (&dep.spec.source_ref, &ks.spec.source_ref);
+    let dep_ns = dep.namespace().unwrap_or_default();
+    let same_source = theirs.kind == ours.kind
+        && theirs.name == ours.name
+        && theirs.namespace.as_deref().unwrap_or(&dep_ns)
+            == ours.namespace.as_deref().unwrap_or(ns);
+    let revision = artifact.revision.to_string();
+    if same_source && st.last_applied_revision.as_deref() != Some(revision.as_str()) {
+        return Some("revision is not up to date");
+    }
+    None
 }
 
 /// The status of the source `ns/name` of kind `K`, `None` when it does not exist.
@@ -2145,6 +2251,125 @@ mod tests {
             "metadata": metadata,
         }))
         .unwrap()
+    }
+
+    fn kustomization(
+        name: &str,
+        source: serde_json::Value,
+        status: serde_json::Value,
+    ) -> Kustomization {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": "flux-system", "generation": 2},
+            "spec": {"interval": "10m", "prune": true, "sourceRef": source},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_dependency_on_the_same_source_must_have_applied_its_revision() {
+        let fleet = serde_json::json!({"kind": "GitRepository", "name": "fleet"});
+        let ready_at = |revision: &str| {
+            serde_json::json!({"observedGeneration": 2, "lastAppliedRevision": revision,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+                                "message": "", "lastTransitionTime": "2024-01-01T00:00:00Z"}]})
+        };
+        let new = artifact(
+            "main@sha1:2222222222222222222222222222222222222222",
+            serde_json::json!({}),
+        );
+        let old_rev = "main@sha1:1111111111111111111111111111111111111111";
+        let app = kustomization("app", fleet.clone(), serde_json::json!({}));
+
+        let behind = kustomization("infra", fleet.clone(), ready_at(old_rev));
+        assert_eq!(
+            dependency_not_ready(&app, "flux-system", Some(&behind), &new),
+            Some("revision is not up to date")
+        );
+        let current = kustomization("infra", fleet.clone(), ready_at(&new.revision.to_string()));
+        assert_eq!(
+            dependency_not_ready(&app, "flux-system", Some(&current), &new),
+            None
+        );
+        // The same source named with its namespace spelled out is still the same source.
+        let spelled = serde_json::json!({"kind": "GitRepository", "name": "fleet", "namespace": "flux-system"});
+        let behind_spelled = kustomization("infra", spelled, ready_at(old_rev));
+        assert_eq!(
+            dependency_not_ready(&app, "flux-system", Some(&behind_spelled), &new),
+            Some("revision is not up to date")
+        );
+        // Another source (name, kind or namespace): its revision is not compared.
+        for other in [
+            serde_json::json!({"kind": "GitRepository", "name": "infra-repo"}),
+            serde_json::json!({"kind": "OCIRepository", "name": "fleet"}),
+            serde_json::json!({"kind": "GitRepository", "name": "fleet", "namespace": "other"}),
+        ] {
+            let dep = kustomization("infra", other, ready_at(old_rev));
+            assert_eq!(
+                dependency_not_ready(&app, "flux-system", Some(&dep), &new),
+                None
+            );
+        }
+        // Missing, not Ready, or not at its generation.
+        assert_eq!(
+            dependency_not_ready(&app, "flux-system", None, &new),
+            Some("is not ready")
+        );
+        let mut stale = current.clone();
+        stale.metadata.generation = Some(3);
+        assert_eq!(
+            dependency_not_ready(&app, "flux-system", Some(&stale), &new),
+            Some("is not ready")
+        );
+        let mut failed = current;
+        failed.status.as_mut().unwrap().conditions[0].status = condition::Status::False;
+        assert_eq!(
+            dependency_not_ready(&app, "flux-system", Some(&failed), &new),
+            Some("is not ready")
+        );
+    }
+
+    #[test]
+    fn common_metadata_overrides_object_metadata_only() {
+        let mut objects = vec![
+            gitops_core::Object::from_map(
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "web", "labels": {"team": "old", "app": "web"}},
+                    "spec": {"selector": {"matchLabels": {"app": "web"}},
+                             "template": {"metadata": {"labels": {"app": "web"}}}}
+                }))
+                .unwrap(),
+            ),
+            gitops_core::Object::from_map(
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bare"}
+                }))
+                .unwrap(),
+            ),
+        ];
+        let meta: crate::crds::CommonMetadata = serde_json::from_value(serde_json::json!({
+            "labels": {"team": "platform"}, "annotations": {"example.com/owner": "ops"}
+        }))
+        .unwrap();
+        set_common_metadata(&mut objects, &meta);
+        let d = objects[0].as_map();
+        assert_eq!(
+            d["metadata"]["labels"],
+            serde_json::json!({"team": "platform", "app": "web"})
+        );
+        assert_eq!(d["metadata"]["annotations"]["example.com/owner"], "ops");
+        assert_eq!(
+            d["spec"]["selector"]["matchLabels"],
+            serde_json::json!({"app": "web"})
+        );
+        assert_eq!(
+            d["spec"]["template"]["metadata"]["labels"],
+            serde_json::json!({"app": "web"})
+        );
+        assert_eq!(objects[1].label("team"), Some("platform"));
+        assert_eq!(objects[1].annotation("example.com/owner"), Some("ops"));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! End to end, the Kustomization's own fields against a real kube-apiserver + etcd (from
 //! `KUBEBUILDER_ASSETS`) and the operator: post-build substitution from `substitute`, a
-//! ConfigMap and a Secret; `images`, `patches` and `components` merged into the build as
-//! kustomize-controller's generator does; Events on the Kustomization; and the finalizer that
-//! prunes the inventory when a Kustomization with `prune: true` is deleted. The source is a
-//! GitRepository of a local bare repository (`file://`).
+//! ConfigMap and a Secret; `images`, `patches`, `components` (`ignoreMissingComponents`),
+//! `namePrefix` and `nameSuffix` merged into the build as kustomize-controller's generator
+//! does; `commonMetadata`; `dependsOn` on a dependency of the same source that has not applied
+//! its new revision yet; Events on the Kustomization; and the finalizer that prunes the
+//! inventory when a Kustomization with `prune: true` is deleted. The source is a GitRepository
+//! of a local bare repository (`file://`).
 
 use std::time::Duration;
 
@@ -593,5 +595,289 @@ async fn force_recreates_an_object_with_an_immutable_field() -> Result<()> {
         "{ks:?}"
     );
     assert_ne!(after.metadata.uid, before.metadata.uid, "recreated");
+    Ok(())
+}
+
+/// A ConfigMap `name` in `default` with `v: value`.
+fn configmap(name: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: default\ndata:\n  v: {value}\n"
+    )
+}
+
+async fn configmap_value(w: &World, name: &str) -> Result<Option<String>> {
+    let cm = Api::<ConfigMap>::namespaced(w.client(), "default")
+        .get(name)
+        .await?;
+    Ok(cm.data.unwrap_or_default().get("v").cloned())
+}
+
+/// Flux's `dependsOn` with a shared source: a dependant waits (`DependencyNotReady`, "revision
+/// is not up to date") while its dependency, Ready, has not applied the source's new revision
+/// yet, and applies that revision once the dependency has. The dependency is held at the old
+/// revision by `wait: true` on a Deployment that only becomes available when this test writes
+/// its status (no kube-controller-manager runs here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depends_on_waits_until_the_dependency_applied_the_sources_revision() -> Result<()> {
+    let w = World::start(&[
+        ("infra/settings.yaml", &configmap("infra-settings", "one")),
+        ("app/settings.yaml", &configmap("app-settings", "one")),
+    ])
+    .await?;
+    w.create_kustomization(
+        "infra",
+        serde_json::json!({"path": "./infra", "wait": true, "timeout": "5m"}),
+    )
+    .await?;
+    w.create_kustomization(
+        "app",
+        serde_json::json!({"path": "./app", "dependsOn": [{"name": "infra"}]}),
+    )
+    .await?;
+    let first = w.ready("infra").await?;
+    let first_revision = first
+        .status
+        .and_then(|s| s.last_applied_revision)
+        .expect("infra applied a revision");
+    w.ready("app").await?;
+
+    // The new revision adds a Deployment to infra and changes app's ConfigMap.
+    w.repo.write("infra/slow.yaml", DEPLOYMENT)?;
+    w.repo
+        .write("app/settings.yaml", &configmap("app-settings", "two"))?;
+    let commit = w.repo.commit("infra: a Deployment; app: v two")?;
+    let repos: Api<GitRepository> = Api::namespaced(w.client(), NS);
+    repos
+        .patch(
+            "fleet",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                REQUESTED_AT: "2026-11-23T00:00:00Z"}}})),
+        )
+        .await?;
+    let waiting = w
+        .until_ks("app", "DependencyNotReady at the new revision", |k| {
+            ready_message(k).starts_with("DependencyNotReady ")
+        })
+        .await?;
+    assert_eq!(
+        ready_message(&waiting),
+        "DependencyNotReady dependency 'flux-system/infra' revision is not up to date"
+    );
+    // infra is still Ready at the old revision (waiting on its Deployment); app applied nothing.
+    let infra = w.kustomizations().get("infra").await?;
+    let st = infra.status.unwrap_or_default();
+    assert!(is_ready(&st.conditions), "{:?}", st.conditions);
+    assert_eq!(
+        st.last_applied_revision.as_deref(),
+        Some(first_revision.as_str())
+    );
+    assert_eq!(
+        configmap_value(&w, "app-settings").await?.as_deref(),
+        Some("one")
+    );
+
+    // Make the Deployment available as kube-controller-manager would.
+    let deployments: Api<Deployment> = Api::namespaced(w.client(), "default");
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let generation = loop {
+        if let Some(d) = deployments.get_opt("web").await? {
+            break d.metadata.generation.unwrap_or(1);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "infra never applied the Deployment"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let now = jiff::Timestamp::now().to_string();
+    let status = serde_json::json!({"status": {
+    "observedGeneration": generation, "replicas": 1, "updatedReplicas": 1,
+    "readyReplicas": 1, "availableReplicas": 1,
+    "conditions": [
+        {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+         "lastUpdateTime": now, "lastTransitionTime": now},
+        {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+         "lastUpdateTime": now, "lastTransitionTime": now}
+    ]}});
+    deployments
+        .patch_status("web", &PatchParams::default(), &Patch::Merge(status))
+        .await?;
+
+    let at_commit = |k: &Kustomization| {
+        k.status.as_ref().is_some_and(|s| {
+            is_ready(&s.conditions)
+                && s.last_applied_revision
+                    .as_deref()
+                    .is_some_and(|r| r.ends_with(&commit))
+        })
+    };
+    w.until_ks("infra", "infra Ready at the new commit", at_commit)
+        .await?;
+    w.until_ks("app", "app Ready at the new commit", at_commit)
+        .await?;
+    assert_eq!(
+        configmap_value(&w, "app-settings").await?.as_deref(),
+        Some("two")
+    );
+    Ok(())
+}
+
+/// Flux's `namePrefix` / `nameSuffix` (merged into the build, so kustomize renames references
+/// too) and `commonMetadata` (set on every object's metadata after the build, overriding its
+/// own values, selectors and pod templates untouched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_prefix_suffix_and_common_metadata_shape_the_applied_objects() -> Result<()> {
+    const WEB: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+  labels: {team: dev}
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        envFrom:
+        - configMapRef: {name: web-config}
+";
+    let w = World::start(&[
+        ("app/deployment.yaml", WEB),
+        ("app/config.yaml", &configmap("web-config", "one")),
+        (
+            "app/kustomization.yaml",
+            "resources: [deployment.yaml, config.yaml]\n",
+        ),
+    ])
+    .await?;
+    w.create_kustomization(
+        "app",
+        serde_json::json!({"path": "./app", "namePrefix": "pre-", "nameSuffix": "-suf",
+            "commonMetadata": {"labels": {"team": "platform"},
+                               "annotations": {"example.com/owner": "ops"}}}),
+    )
+    .await?;
+    let ks = w.ready("app").await?;
+    let mut ids: Vec<String> = ks
+        .status
+        .and_then(|s| s.inventory)
+        .map(|i| i.entries.into_iter().map(|e| e.id).collect())
+        .unwrap_or_default();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "default_pre-web-config-suf__ConfigMap",
+            "default_pre-web-suf_apps_Deployment"
+        ],
+    );
+
+    let dep = Api::<Deployment>::namespaced(w.client(), "default")
+        .get("pre-web-suf")
+        .await?;
+    let labels = dep.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("team").map(String::as_str), Some("platform"));
+    assert_eq!(
+        labels
+            .get("kustomize.toolkit.fluxcd.io/name")
+            .map(String::as_str),
+        Some("app")
+    );
+    let annotations = dep.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations.get("example.com/owner").map(String::as_str),
+        Some("ops")
+    );
+    let spec = dep.spec.unwrap_or_default();
+    let selector = spec.selector.match_labels.unwrap_or_default();
+    assert_eq!(selector.len(), 1, "{selector:?}");
+    let template = spec.template.metadata.unwrap_or_default();
+    assert_eq!(
+        template
+            .labels
+            .unwrap_or_default()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["app"]
+    );
+    assert!(template.annotations.unwrap_or_default().is_empty());
+    // kustomize's nameReference: the reference follows the renamed ConfigMap.
+    let env_from = spec
+        .template
+        .spec
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.env_from)
+        .unwrap_or_default();
+    let referenced = env_from
+        .first()
+        .and_then(|e| e.config_map_ref.as_ref())
+        .map(|r| r.name.clone());
+    assert_eq!(referenced.as_deref(), Some("pre-web-config-suf"));
+
+    let cm = Api::<ConfigMap>::namespaced(w.client(), "default")
+        .get("pre-web-config-suf")
+        .await?;
+    assert_eq!(
+        cm.labels().get("team").map(String::as_str),
+        Some("platform")
+    );
+    assert_eq!(
+        cm.annotations()
+            .get("example.com/owner")
+            .map(String::as_str),
+        Some("ops")
+    );
+    Ok(())
+}
+
+/// Flux's `ignoreMissingComponents`: without it a component missing from the artifact fails
+/// the build naming its path; with it the component is dropped and the others still apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_component_fails_unless_ignore_missing_components() -> Result<()> {
+    let w = World::start(&[
+        ("app/config.yaml", &configmap("with-components", "one")),
+        ("components/annotate/kustomization.yaml", COMPONENT),
+    ])
+    .await?;
+    w.create_kustomization(
+        "app",
+        serde_json::json!({"path": "./app",
+            "components": ["../components/annotate", "../components/absent"]}),
+    )
+    .await?;
+    let failed = w
+        .until_ks("app", "Ready=False BuildFailed", |k| {
+            ready_message(k).starts_with("BuildFailed ")
+        })
+        .await?;
+    let message = ready_message(&failed);
+    assert!(
+        message.contains("component '../components/absent': no such file or folder"),
+        "{message}"
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(w.client(), "default");
+    assert!(cms.get_opt("with-components").await?.is_none());
+
+    w.kustomizations()
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"ignoreMissingComponents": true}})),
+        )
+        .await?;
+    w.ready("app").await?;
+    let cm = cms.get("with-components").await?;
+    assert_eq!(
+        cm.annotations()
+            .get("example.com/component")
+            .map(String::as_str),
+        Some("added")
+    );
     Ok(())
 }

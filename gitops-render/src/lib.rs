@@ -27,8 +27,9 @@
 //! After the build, [`PostBuild`] runs Flux's post-build variable substitution
 //! (`spec.postBuild.substitute` / `substituteFrom`) on the objects.
 //!
-//! [`Overlay`] adds a Flux Kustomization's `patches`, `images` and `components` to the
-//! kustomization being built, as kustomize-controller's generator does
+//! [`Overlay`] adds a Flux Kustomization's `patches`, `images`, `components` (with
+//! `ignoreMissingComponents`), `namePrefix` and `nameSuffix` to the kustomization being built,
+//! as kustomize-controller's generator does
 //! ([`KustomizeRenderer::with_overlay`]).
 //!
 //! A folder without a kustomization file is rendered as Flux's kustomize-controller renders it:

@@ -1,13 +1,19 @@
 //! The fields of a Flux `Kustomization` that kustomize-controller's generator merges into the
 //! kustomization it builds (fluxcd/pkg `kustomize/kustomize_generator.go`): `patches`, `images`
 //! and `components` are appended to the lists of the folder's kustomization file, or of the one
-//! generated for a folder without such a file. The artifact is never changed: the merge happens
-//! in memory.
+//! generated for a folder without such a file; `namePrefix` and `nameSuffix` replace the file's
+//! own. The artifact is never changed: the merge happens in memory.
+
+use std::path::Path;
 
 use serde_json::{Map, Value};
 
-/// `spec.patches`, `spec.images` and `spec.components` of a Flux Kustomization, appended to
-/// the kustomization [`crate::KustomizeRenderer::with_overlay`] builds. Entries have kustomize's
+use crate::error::RenderError;
+use crate::kustomize::load::Kustomization;
+
+/// `spec.patches`, `spec.images`, `spec.components` (with `spec.ignoreMissingComponents`),
+/// `spec.namePrefix` and `spec.nameSuffix` of a Flux Kustomization, merged into the
+/// kustomization [`crate::KustomizeRenderer::with_overlay`] builds. Entries have kustomize's
 /// shapes (`{patch, target}`, `{name, newName, newTag, digest}`, a folder relative to the
 /// built folder); a malformed one fails the build with [`crate::RenderError`] naming the field.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15,6 +21,9 @@ pub struct Overlay {
     patches: Vec<Value>,
     images: Vec<Value>,
     components: Vec<String>,
+    ignore_missing_components: bool,
+    name_prefix: Option<String>,
+    name_suffix: Option<String>,
 }
 
 impl Overlay {
@@ -43,9 +52,79 @@ impl Overlay {
         self
     }
 
+    /// Drops, at build time, every component of [`Overlay::components`] whose folder does not
+    /// exist in the artifact instead of failing the build (Flux's
+    /// `spec.ignoreMissingComponents`, Flux >= 2.5). Without it a missing component fails the
+    /// build with [`RenderError::Missing`] naming it.
+    pub fn ignore_missing_components(mut self, ignore: bool) -> Self {
+        self.ignore_missing_components = ignore;
+        self
+    }
+
+    /// Sets `namePrefix` of the built kustomization, replacing the file's own, as Flux's
+    /// generator does with `spec.namePrefix`; kustomize's nameReference rules then rename the
+    /// references too. An empty prefix is no prefix (Flux's field has a minimum length of 1).
+    pub fn name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.name_prefix = Some(prefix.into()).filter(|p| !p.is_empty());
+        self
+    }
+
+    /// Sets `nameSuffix` of the built kustomization, replacing the file's own
+    /// (`spec.nameSuffix`), as [`Overlay::name_prefix`] does.
+    pub fn name_suffix(mut self, suffix: impl Into<String>) -> Self {
+        self.name_suffix = Some(suffix.into()).filter(|s| !s.is_empty());
+        self
+    }
+
     /// True when nothing is added.
     pub fn is_empty(&self) -> bool {
-        self.patches.is_empty() && self.images.is_empty() && self.components.is_empty()
+        self.patches.is_empty()
+            && self.images.is_empty()
+            && self.components.is_empty()
+            && self.name_prefix.is_none()
+            && self.name_suffix.is_none()
+    }
+
+    /// Merges the overlay into `k`, the kustomization of the folder `dir`, as
+    /// kustomize-controller's generator does: patches, images and components appended (a
+    /// component that is not a local relative path is refused; one whose folder is missing is
+    /// dropped under [`Overlay::ignore_missing_components`], else refused naming it), name
+    /// prefix and suffix replacing the file's.
+    pub(crate) fn merge_into(&self, k: &mut Kustomization, dir: &Path) -> Result<(), RenderError> {
+        if !(self.patches.is_empty() && self.images.is_empty()) {
+            let extra = Kustomization::from_value(&k.file, self.to_value())?;
+            k.patches.extend(extra.patches);
+            k.images.extend(extra.images);
+        }
+        for component in &self.components {
+            if !is_local_relative(component) {
+                return Err(RenderError::field(
+                    &k.file,
+                    "components",
+                    format!("component path '{component}' must be local and relative"),
+                ));
+            }
+            let path = dir.join(component);
+            if !path.exists() {
+                if self.ignore_missing_components {
+                    tracing::debug!(component, "missing component ignored");
+                    continue;
+                }
+                return Err(RenderError::Missing {
+                    file: k.file.clone(),
+                    entry: format!("component '{component}'"),
+                    path,
+                });
+            }
+            k.components.push(component.clone());
+        }
+        if let Some(p) = &self.name_prefix {
+            k.name_prefix = p.clone();
+        }
+        if let Some(s) = &self.name_suffix {
+            k.name_suffix = s.clone();
+        }
+        Ok(())
     }
 
     /// The overlay as the fields of a kustomization file.
@@ -57,12 +136,33 @@ impl Overlay {
         if !self.images.is_empty() {
             m.insert("images".into(), Value::Array(self.images.clone()));
         }
-        if !self.components.is_empty() {
-            let c = self.components.iter().cloned().map(Value::String).collect();
-            m.insert("components".into(), Value::Array(c));
-        }
         Value::Object(m)
     }
+}
+
+/// Whether `path` is a local relative path, as fluxcd/pkg's `IsLocalRelativePath` decides: not
+/// absolute (also after a `file://` scheme) and not a remote address kustomize would fetch
+/// (`git::`, `gh:`, `ssh://`, `https://`, `http://`, `git@`, `github.com:`, `github.com/`).
+fn is_local_relative(path: &str) -> bool {
+    const REMOTE: [&str; 8] = [
+        "git::",
+        "gh:",
+        "ssh://",
+        "https://",
+        "http://",
+        "git@",
+        "github.com:",
+        "github.com/",
+    ];
+    let lower = path.to_ascii_lowercase();
+    if REMOTE
+        .iter()
+        .any(|p| lower.len() > p.len() && lower.starts_with(p))
+    {
+        return false;
+    }
+    let unschemed = lower.strip_prefix("file://").unwrap_or(&lower);
+    !(Path::new(path).is_absolute() || Path::new(unschemed).is_absolute())
 }
 
 #[cfg(test)]
@@ -127,6 +227,101 @@ mod tests {
             .unwrap();
         let image = &objs[0].as_map()["spec"]["template"]["spec"]["containers"][0]["image"];
         assert_eq!(image, "nginx:9");
+    }
+
+    const SERVICE: &str =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: app\nspec:\n  ports:\n  - port: 80\n";
+    const CONFIGMAP: &str =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: env\ndata:\n  a: b\n";
+
+    #[test]
+    fn name_prefix_and_suffix_replace_the_files_and_rename_references() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let deploy =
+            format!("{DEPLOY}        envFrom:\n        - configMapRef:\n            name: env\n");
+        write(dir, "deploy.yaml", &deploy);
+        write(dir, "cm.yaml", CONFIGMAP);
+        write(
+            dir,
+            "kustomization.yaml",
+            "namePrefix: own-\nresources: [deploy.yaml, cm.yaml]\n",
+        );
+        let overlay = Overlay::new().name_prefix("flux-").name_suffix("-v1");
+        let objs = KustomizeRenderer::new()
+            .with_overlay(overlay)
+            .build(dir)
+            .unwrap();
+        let names: Vec<&str> = objs.iter().map(|o| o.name()).collect();
+        // Flux's generator sets the kustomization's namePrefix: the file's own is replaced.
+        assert_eq!(names, ["flux-env-v1", "flux-app-v1"]);
+        let d = objs[1].as_map();
+        let env_from = &d["spec"]["template"]["spec"]["containers"][0]["envFrom"][0];
+        assert_eq!(env_from["configMapRef"]["name"], "flux-env-v1");
+
+        // An empty prefix is no prefix: the file's own stays.
+        let objs = KustomizeRenderer::new()
+            .with_overlay(Overlay::new().name_prefix(""))
+            .build(dir)
+            .unwrap();
+        assert_eq!(objs[0].name(), "own-env");
+    }
+
+    #[test]
+    fn a_missing_component_fails_naming_it_unless_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        write(dir, "app/svc.yaml", SERVICE);
+        write(
+            dir,
+            "comp/kustomization.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\ncommonLabels:\n  team: a\n",
+        );
+        let overlay = Overlay::new().components(["../comp", "../absent"]);
+        let err = KustomizeRenderer::new()
+            .with_overlay(overlay.clone())
+            .build_within(dir, &dir.join("app"))
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("component '../absent'"), "{message}");
+        assert!(message.contains("no such file or folder"), "{message}");
+
+        let objs = KustomizeRenderer::new()
+            .with_overlay(overlay.ignore_missing_components(true))
+            .build_within(dir, &dir.join("app"))
+            .unwrap();
+        // The existing component still applies.
+        assert_eq!(objs[0].as_map()["metadata"]["labels"]["team"], "a");
+    }
+
+    #[test]
+    fn a_remote_or_absolute_component_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "svc.yaml", SERVICE);
+        for component in [
+            "https://github.com/x/y//c",
+            "/etc",
+            "file:///etc",
+            "git@github.com:x/y",
+        ] {
+            let err = KustomizeRenderer::new()
+                .with_overlay(
+                    Overlay::new()
+                        .components([component])
+                        .ignore_missing_components(true),
+                )
+                .build(tmp.path())
+                .unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!(
+                    "component path '{component}' must be local and relative"
+                )),
+                "{message}"
+            );
+        }
+        assert!(is_local_relative("../components/a"));
+        assert!(is_local_relative("gh"));
     }
 
     #[test]

@@ -23,9 +23,9 @@ impl KustomizeRenderer {
         KustomizeRenderer::default()
     }
 
-    /// This renderer, appending `overlay` (a Flux Kustomization's `patches`, `images` and
-    /// `components`) to the kustomization of every folder it builds, as kustomize-controller's
-    /// generator does. The folder on disk is not changed.
+    /// This renderer, merging `overlay` (a Flux Kustomization's `patches`, `images`,
+    /// `components`, `namePrefix` and `nameSuffix`) into the kustomization of every folder it
+    /// builds, as kustomize-controller's generator does. The folder on disk is not changed.
     pub fn with_overlay(mut self, overlay: Overlay) -> Self {
         self.overlay = overlay;
         self

@@ -92,12 +92,9 @@ fn build_with(loader: Loader, overlay: &Overlay) -> Result<Vec<Map<String, Value
         None => crate::plain::generated_kustomization(&loader.root)?,
     };
     if !overlay.is_empty() {
-        // kustomize-controller's generator appends the Kustomization's fields to the lists of
-        // the kustomization file (or the one it generates) before the build.
-        let extra = Kustomization::from_value(&kustomization.file, overlay.to_value())?;
-        kustomization.patches.extend(extra.patches);
-        kustomization.images.extend(extra.images);
-        kustomization.components.extend(extra.components);
+        // kustomize-controller's generator merges the Kustomization's fields into the
+        // kustomization file (or the one it generates) before the build.
+        overlay.merge_into(&mut kustomization, &loader.root)?;
     }
     let build_metadata = &kustomization.build_metadata;
     if !build_metadata.is_empty() {
