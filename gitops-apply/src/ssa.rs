@@ -1,9 +1,9 @@
 //! Staged server-side apply with a dry-run diff, as Flux's ssa `ResourceManager.ApplyAllStaged`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use gitops_core::{Action, ChangeSet, Object, ObjectId};
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy, TypeMeta,
@@ -222,10 +222,7 @@ impl SsaApplier {
                 self.plan(o, live)
             })
             .collect();
-        let planned: Vec<Planned> = stream::iter(plans)
-            .buffered(self.concurrency)
-            .try_collect()
-            .await?;
+        let planned: Vec<Planned> = in_order(plans, self.concurrency).await?;
         let applies = planned.into_iter().map(|p| async move {
             let action = match p.action {
                 Action::Unchanged => Action::Unchanged,
@@ -248,10 +245,7 @@ impl SsaApplier {
             };
             Ok::<_, ApplyError>((p.id, p.version, action, p.drift))
         });
-        let applied: Vec<_> = stream::iter(applies)
-            .buffered(self.concurrency)
-            .try_collect()
-            .await?;
+        let applied: Vec<_> = in_order(applies.collect(), self.concurrency).await?;
         let mut cs = ChangeSet::default();
         for (id, version, action, drift) in applied {
             cs.push_with_drift(id, version, action, drift);
@@ -290,7 +284,8 @@ impl SsaApplier {
         &self,
         objs: &[&Object],
     ) -> Result<HashMap<GroupKey, HashMap<String, DynamicObject>>, ApplyError> {
-        let mut sizes: HashMap<GroupKey, (usize, Resolved)> = HashMap::new();
+        // Sorted, so that of two failing LISTs the same one is reported every time.
+        let mut sizes: BTreeMap<GroupKey, (usize, Resolved)> = BTreeMap::new();
         for o in objs {
             if let Some((key, resolved)) = self.group_of(o) {
                 sizes.entry(key).or_insert((0, resolved)).0 += 1;
@@ -305,10 +300,7 @@ impl SsaApplier {
                 let items = self.list_all(&api, &resolved, &key).await?;
                 Ok::<_, ApplyError>(items.map(|items| (key, items)))
             });
-        let listed: Vec<_> = stream::iter(lists)
-            .buffer_unordered(self.concurrency)
-            .try_collect()
-            .await?;
+        let listed = in_order(lists.collect(), self.concurrency).await?;
         Ok(listed.into_iter().flatten().collect())
     }
 
@@ -769,6 +761,48 @@ fn is_excluded(matches: impl Fn(&str, &str) -> bool) -> bool {
         || matches(crate::prune::SSA_POLICY, crate::prune::SSA_IGNORE)
 }
 
+/// Runs `futures` with at most `limit` at once, starting them in order and a new one as soon
+/// as any finishes (so one slow request does not hold the others back, as an ordered buffer
+/// would), and returns their outputs in order. After the first error no new future starts;
+/// the ones already running finish, and the error of the first failing future in order is
+/// returned (every future before it was started, so this is the same error as running them
+/// one by one would give).
+async fn in_order<T, F>(futures: Vec<F>, limit: usize) -> Result<Vec<T>, ApplyError>
+where
+    F: std::future::Future<Output = Result<T, ApplyError>>,
+{
+    let total = futures.len();
+    let mut pending = futures.into_iter().enumerate();
+    let mut running = stream::FuturesUnordered::new();
+    let mut done: Vec<Option<T>> = (0..total).map(|_| None).collect();
+    let mut failed: Option<(usize, ApplyError)> = None;
+    let start = |running: &mut stream::FuturesUnordered<_>, (i, f): (usize, F)| {
+        running.push(async move { (i, f.await) });
+    };
+    for next in pending.by_ref().take(limit.max(1)) {
+        start(&mut running, next);
+    }
+    while let Some((i, result)) = running.next().await {
+        match result {
+            Ok(v) => done[i] = Some(v),
+            Err(e) => {
+                if failed.as_ref().is_none_or(|(at, _)| i < *at) {
+                    failed = Some((i, e));
+                }
+            }
+        }
+        if failed.is_none()
+            && let Some(next) = pending.next()
+        {
+            start(&mut running, next);
+        }
+    }
+    match failed {
+        Some((_, e)) => Err(e),
+        None => Ok(done.into_iter().flatten().collect()),
+    }
+}
+
 struct Planned {
     id: ObjectId,
     version: String,
@@ -911,6 +945,55 @@ mod tests {
             ]
         );
         assert!(drift_paths(&live, &live).is_empty());
+    }
+
+    #[tokio::test]
+    async fn in_order_keeps_order_and_reports_the_first_failure_in_order() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let fail = |i: usize| ApplyError::WaitTimeout {
+            object: format!("o{i}"),
+            condition: "deleted",
+            seconds: 0,
+        };
+        // Later futures finish first; the outputs stay in order.
+        let futures: Vec<_> = (0..10u64)
+            .map(|i| async move {
+                tokio::time::sleep(Duration::from_millis(10 - i)).await;
+                Ok::<_, ApplyError>(i)
+            })
+            .collect();
+        assert_eq!(
+            in_order(futures, 4).await.unwrap(),
+            (0..10).collect::<Vec<_>>()
+        );
+        // o9 fails at once, o5 later: o5 is reported, as in a run one by one.
+        let futures: Vec<_> = (0..10usize)
+            .map(|i| async move {
+                match i {
+                    9 => Err(fail(9)),
+                    5 => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Err(fail(5))
+                    }
+                    _ => Ok(i),
+                }
+            })
+            .collect();
+        let err = in_order(futures, 16).await.unwrap_err();
+        assert!(err.to_string().starts_with("o5:"), "{err}");
+        // After a failure nothing new starts.
+        let started = AtomicUsize::new(0);
+        let futures: Vec<_> = (0..10usize)
+            .map(|i| {
+                let started = &started;
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    if i == 0 { Err(fail(0)) } else { Ok(i) }
+                }
+            })
+            .collect();
+        assert!(in_order(futures, 2).await.is_err());
+        assert_eq!(started.load(Ordering::SeqCst), 2);
     }
 
     #[test]
