@@ -1,6 +1,6 @@
 //! Staged server-side apply with a dry-run diff, as Flux's ssa `ResourceManager.ApplyAllStaged`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -277,46 +277,54 @@ impl SsaApplier {
     /// Reads the live objects of each group of more than [`LIST_THRESHOLD`] objects of the
     /// stage (same resource, same namespace) with one paged LIST ([`LIST_PAGE_SIZE`] items a
     /// page, following continue tokens) instead of one GET per object; returns them by group
-    /// and name. An object of such a group missing from the LIST does not exist. A group whose
-    /// LIST the server forbids (403, an identity allowed to get and patch but not to list) or
-    /// does not serve (405) is left out, so its objects are read with GETs as before.
+    /// and name (only the objects the stage names are kept, so a busy namespace costs the
+    /// transfer, not the memory). An object of such a group missing from the LIST does not
+    /// exist. A group whose LIST the server forbids (403, an identity allowed to get and patch
+    /// but not to list), does not serve (405), or whose continue token expired between pages
+    /// (410) is left out, so its objects are read with GETs as before.
     async fn list_groups(
         &self,
         objs: &[&Object],
     ) -> Result<HashMap<GroupKey, HashMap<String, DynamicObject>>, ApplyError> {
         // Sorted, so that of two failing LISTs the same one is reported every time.
-        let mut sizes: BTreeMap<GroupKey, (usize, Resolved)> = BTreeMap::new();
+        let mut groups: BTreeMap<GroupKey, (Resolved, HashSet<&str>)> = BTreeMap::new();
         for o in objs {
             if let Some((key, resolved)) = self.group_of(o) {
-                sizes.entry(key).or_insert((0, resolved)).0 += 1;
+                groups
+                    .entry(key)
+                    .or_insert_with(|| (resolved, HashSet::new()))
+                    .1
+                    .insert(o.name());
             }
         }
-        let lists = sizes
+        let lists = groups
             .into_iter()
-            .filter(|(_, (n, _))| *n > LIST_THRESHOLD)
-            .map(|(key, (_, resolved))| async move {
+            .filter(|(_, (_, names))| names.len() > LIST_THRESHOLD)
+            .map(|(key, (resolved, names))| async move {
                 let namespace = (!key.2.is_empty()).then_some(key.2.as_str());
                 let api = self.api_from(&resolved, namespace);
-                let items = self.list_all(&api, &resolved, &key).await?;
+                let items = self.list_all(&api, &resolved, &key, &names).await?;
                 Ok::<_, ApplyError>(items.map(|items| (key, items)))
             });
         let listed = in_order(lists.collect(), self.concurrency).await?;
         Ok(listed.into_iter().flatten().collect())
     }
 
-    /// One paged LIST of `api`; `Ok(None)` when the server forbids or does not serve it.
+    /// One paged LIST of `api`, keeping the objects named in `names`; `Ok(None)` when the
+    /// server forbids or does not serve it, or the continue token expired.
     async fn list_all(
         &self,
         api: &Api<DynamicObject>,
         resolved: &Resolved,
         key: &GroupKey,
+        names: &HashSet<&str>,
     ) -> Result<Option<HashMap<String, DynamicObject>>, ApplyError> {
         let mut items = HashMap::new();
         let mut params = ListParams::default().limit(LIST_PAGE_SIZE);
         loop {
             let page = match retry_transport(|| api.list(&params)).await {
                 Ok(page) => page,
-                Err(kube::Error::Api(s)) if s.code == 403 || s.code == 405 => {
+                Err(kube::Error::Api(s)) if [403, 405, 410].contains(&s.code) => {
                     tracing::debug!(
                         resource = %resolved.resource.plural,
                         namespace = %key.2,
@@ -338,14 +346,18 @@ impl SsaApplier {
                 }
             };
             for mut item in page.items {
+                let Some(name) = item.metadata.name.clone() else {
+                    continue;
+                };
+                if !names.contains(name.as_str()) {
+                    continue;
+                }
                 // List items carry no apiVersion and kind; a GET would.
                 item.types = Some(TypeMeta {
                     api_version: resolved.resource.api_version.clone(),
                     kind: resolved.resource.kind.clone(),
                 });
-                if let Some(name) = item.metadata.name.clone() {
-                    items.insert(name, item);
-                }
+                items.insert(name, item);
             }
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => params = params.continue_token(&token),

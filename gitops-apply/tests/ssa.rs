@@ -564,3 +564,93 @@ async fn noop_reapply_sends_no_dry_run_and_edits_are_still_corrected() {
     );
     assert_eq!(config_map_requests(&requests), ["LIST"]);
 }
+
+/// An identity allowed to get, create and patch ConfigMaps but not to list them: the LIST of a
+/// large group is refused (403) and the applier reads the objects one by one, with the same
+/// results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_list_falls_back_to_gets() {
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+    let env = TestEnv::builder()
+        .controller_manager(false)
+        .node_simulator(false)
+        .start()
+        .await
+        .unwrap();
+    let role = Role {
+        metadata: kube::api::ObjectMeta {
+            name: Some("no-list".into()),
+            ..Default::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["configmaps".into()]),
+            verbs: vec!["get".into(), "create".into(), "patch".into()],
+            ..Default::default()
+        }]),
+    };
+    let binding = RoleBinding {
+        metadata: kube::api::ObjectMeta {
+            name: Some("no-list".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: "no-list".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: "no-list".into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            ..Default::default()
+        }]),
+    };
+    let pp = kube::api::PostParams::default();
+    Api::<Role>::namespaced(env.client(), "default")
+        .create(&pp, &role)
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(env.client(), "default")
+        .create(&pp, &binding)
+        .await
+        .unwrap();
+
+    let mut config = env.kube_config();
+    config.auth_info.impersonate = Some("no-list".into());
+    let requests = Requests::default();
+    let client = kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&RecordLayer(requests.clone()))
+        .build();
+    let applier = SsaApplier::new(client);
+    let n = gitops_apply::ssa::LIST_THRESHOLD + 2;
+    let desired = objects_from_yaml(
+        &(0..n)
+            .map(|i| {
+                format!(
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:02}, namespace: default}}\ndata: {{k: v}}\n"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("---\n"),
+    );
+    let cs = applier.apply_all_staged(&desired).await.unwrap();
+    assert!(
+        cs.entries.iter().all(|e| e.action == Action::Created),
+        "{cs}"
+    );
+    let cs = applier.apply_all_staged(&desired).await.unwrap();
+    assert!(
+        cs.entries.iter().all(|e| e.action == Action::Unchanged),
+        "{cs}"
+    );
+    let reads = config_map_requests(&requests);
+    let gets = reads.iter().filter(|r| r.starts_with("GET ")).count();
+    assert_eq!(gets, 2 * n, "one GET per object and reconcile: {reads:?}");
+    assert_eq!(
+        reads.iter().filter(|r| *r == "LIST").count(),
+        2,
+        "{reads:?}"
+    );
+}
