@@ -68,6 +68,13 @@ impl DiscoveryCache {
         Ok(resolved)
     }
 
+    /// `api_version` + `kind` if it was resolved before, without asking the server.
+    pub fn cached(&self, api_version: &str, kind: &str) -> Option<Resolved> {
+        let (group, version) = gitops_core::object::split_api_version(api_version);
+        let key = (group.to_string(), version.to_string(), kind.to_string());
+        self.lock().get(&key).cloned()
+    }
+
     /// Resolves `kind` in `group` at any version the server serves, its preferred version
     /// first: an inventory may record a version the server no longer serves (a CRD moved from
     /// `v1beta1` to `v1`) while the object still exists. `Ok(None)` when neither the group nor

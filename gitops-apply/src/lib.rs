@@ -1,7 +1,9 @@
 //! Server-side apply for the gitops toolkit, with Flux's semantics (fluxcd/pkg `ssa`):
 //!
 //! - [`SsaApplier::apply_all_staged`]: CRDs and Namespaces first (waited for), `*Class` kinds next,
-//!   the rest last, each object dry-run first so unchanged objects are reported and not written;
+//!   the rest last, each object dry-run first so unchanged objects are reported and not written
+//!   (objects whose `managedFields` show they still hold what was applied skip the dry run, and
+//!   large groups are read with one LIST instead of a GET each);
 //! - Flux's per-object policies (label or annotation): `kustomize.toolkit.fluxcd.io/reconcile:
 //!   disabled` or `ssa: Ignore` on the desired or live object skips it, `ssa: IfNotPresent` creates
 //!   but never patches (reported `skipped`), `ssa: Merge` keeps fields of other managers;
@@ -31,6 +33,7 @@
 pub mod discovery;
 pub mod error;
 pub mod health;
+mod managed;
 pub mod order;
 pub mod prune;
 pub mod ssa;

@@ -1,15 +1,31 @@
 //! Staged server-side apply with a dry-run diff, as Flux's ssa `ResourceManager.ApplyAllStaged`.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use gitops_core::{Action, ChangeSet, Object, ObjectId};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy, TypeMeta,
+};
 use serde_json::Value;
 
 use crate::discovery::{DiscoveryCache, Resolved};
 use crate::error::ApplyError;
 use crate::order::{ApplyStage, staged};
+
+/// A stage's objects of one resource (apiVersion, plural) in one namespace (empty for
+/// cluster-scoped kinds).
+type GroupKey = (String, String, String);
+
+/// Above this many objects of one resource in one namespace, a stage reads the live objects with
+/// one paged LIST instead of one GET each. A LIST returns every object of the namespace, ours
+/// or not, so for a few objects in a busy namespace the GETs cost less; from 9 objects on, one
+/// or two LIST pages are cheaper than the GETs.
+pub const LIST_THRESHOLD: usize = 8;
+
+/// Items per page of those LISTs (`limit`; the next page follows the continue token).
+pub const LIST_PAGE_SIZE: u32 = 500;
 
 /// The default field manager.
 pub const DEFAULT_FIELD_MANAGER: &str = "gitops";
@@ -24,9 +40,14 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 /// - Objects go in stages: CRDs, Namespaces and ClusterRoles first (then it waits until CRDs are
 ///   Established and Namespaces Active), kinds ending in `Class` next, the rest last; within a stage
 ///   in Flux's kind order.
-/// - Each object is first applied as a server-side dry run and compared with the live object
-///   (labels, annotations, everything outside `metadata` and `status`); when they are equal it is
-///   reported `unchanged` and not written. Otherwise it is applied for real with the field manager
+/// - The live objects of a stage are read with one paged LIST per resource and namespace when
+///   more than [`LIST_THRESHOLD`] objects share them, with one GET each otherwise.
+/// - An existing object whose live state still holds exactly what the field manager applied
+///   last (judged from its `managedFields`, see the no-op fast path below) is reported
+///   `unchanged` without any request.
+/// - Any other object is first applied as a server-side dry run and compared with the live
+///   object (labels, annotations, everything outside `metadata` and `status`); when they are
+///   equal it is reported `unchanged` and not written. Otherwise it is applied for real with the field manager
 ///   (default `gitops`), forcing ownership of conflicting fields, and reported `created` or
 ///   `configured`; a `configured` entry carries the drifted field paths ([`drift_paths`]), so
 ///   objects changed in the cluster (`kubectl edit`, another field manager) are reported and
@@ -40,6 +61,17 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 ///   object has `kustomize.toolkit.fluxcd.io/force: enabled`; otherwise
 ///   [`ApplyError::Immutable`] names the object and the fields.
 /// - Namespaced objects without a namespace go to the client's default namespace, as kubectl does.
+///
+/// The no-op fast path replaces fluxcd/pkg ssa's per-object dry run and `hasDrifted`
+/// comparison for objects nobody changed: when the live object exists, is not excluded, not
+/// `ssa: IfNotPresent`, not forced, has nothing to take over from kubectl or
+/// `before-first-apply` (unless `ssa: Merge`), and the fields our `Apply` entry in
+/// `managedFields` owns hold exactly the desired object, the apply could change nothing, so
+/// the dry run could only say `unchanged`. Anything else (a changed value, a field another
+/// manager took with an Update, a field we still own but no longer send, list order, values
+/// the server normalises) goes through the dry run as before; the reasoning is in the source
+/// of `gitops_apply::managed`. A no-op reconcile of a stage of many objects thus costs one
+/// LIST per resource and namespace.
 pub struct SsaApplier {
     pub(crate) client: kube::Client,
     pub(crate) field_manager: String,
@@ -88,8 +120,8 @@ impl SsaApplier {
         self
     }
 
-    /// Sets how many plans (GET + dry run) and applies go to the API server at once (Flux's
-    /// `--concurrent-ssa`); at least 1.
+    /// Sets how many plans (GET and/or dry run) and applies go to the API server at once
+    /// (Flux's `--concurrent-ssa`); at least 1.
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
@@ -159,7 +191,8 @@ impl SsaApplier {
         Ok(change_set)
     }
 
-    /// Applies one stage: every object is planned first (GET + dry run, [`SsaApplier::
+    /// Applies one stage: the live objects of large groups are listed, then every object is
+    /// planned (GET unless listed, then the no-op fast path or a dry run, [`SsaApplier::
     /// with_concurrency`] at once), so an object the API server rejects fails the stage before
     /// anything of it is written; then the changed objects are applied, as many at once. The
     /// change set keeps the stage's order. When a real apply fails, the applies already in flight
@@ -178,11 +211,18 @@ impl SsaApplier {
                 .resolve(&self.client, api_version, kind, kind)
                 .await;
         }
-        let plans: Vec<_> = objs.iter().map(|o| self.plan(o)).collect();
-        let planned: Vec<Planned> = stream::iter(plans)
-            .buffered(self.concurrency)
-            .try_collect()
-            .await?;
+        let listed = self.list_groups(objs).await?;
+        let plans: Vec<_> = objs
+            .iter()
+            .map(|o| {
+                let live = self
+                    .group_of(o)
+                    .and_then(|(key, _)| listed.get(&key))
+                    .map(|items| items.get(o.name()).cloned());
+                self.plan(o, live)
+            })
+            .collect();
+        let planned: Vec<Planned> = in_order(plans, self.concurrency).await?;
         let applies = planned.into_iter().map(|p| async move {
             let action = match p.action {
                 Action::Unchanged => Action::Unchanged,
@@ -205,10 +245,7 @@ impl SsaApplier {
             };
             Ok::<_, ApplyError>((p.id, p.version, action, p.drift))
         });
-        let applied: Vec<_> = stream::iter(applies)
-            .buffered(self.concurrency)
-            .try_collect()
-            .await?;
+        let applied: Vec<_> = in_order(applies.collect(), self.concurrency).await?;
         let mut cs = ChangeSet::default();
         for (id, version, action, drift) in applied {
             cs.push_with_drift(id, version, action, drift);
@@ -216,10 +253,129 @@ impl SsaApplier {
         Ok(cs)
     }
 
-    /// GET the live object and dry-run the apply; recreate it on an immutable-field error when
-    /// forced; take over fields of kubectl managers; decide created / configured / unchanged and
-    /// which fields drifted.
-    async fn plan(&self, object: &Object) -> Result<Planned, ApplyError> {
+    /// The LIST group of `object`: its resolved resource (apiVersion and plural) and the
+    /// namespace it goes to (empty for cluster-scoped kinds), with the resolved kind. `None`
+    /// when the kind is not in the discovery cache (the object's plan reports why).
+    fn group_of(&self, object: &Object) -> Option<(GroupKey, Resolved)> {
+        let resolved = self.discovery.cached(object.api_version(), object.kind())?;
+        let namespace = if resolved.namespaced {
+            object
+                .namespace()
+                .unwrap_or_else(|| self.client.default_namespace())
+                .to_string()
+        } else {
+            String::new()
+        };
+        let key = (
+            resolved.resource.api_version.clone(),
+            resolved.resource.plural.clone(),
+            namespace,
+        );
+        Some((key, resolved))
+    }
+
+    /// Reads the live objects of each group of more than [`LIST_THRESHOLD`] objects of the
+    /// stage (same resource, same namespace) with one paged LIST ([`LIST_PAGE_SIZE`] items a
+    /// page, following continue tokens) instead of one GET per object; returns them by group
+    /// and name (only the objects the stage names are kept, so a busy namespace costs the
+    /// transfer, not the memory). An object of such a group missing from the LIST does not
+    /// exist. A group whose LIST the server forbids (403, an identity allowed to get and patch
+    /// but not to list), does not serve (405), or whose continue token expired between pages
+    /// (410) is left out, so its objects are read with GETs as before.
+    async fn list_groups(
+        &self,
+        objs: &[&Object],
+    ) -> Result<HashMap<GroupKey, HashMap<String, DynamicObject>>, ApplyError> {
+        // Sorted, so that of two failing LISTs the same one is reported every time.
+        let mut groups: BTreeMap<GroupKey, (Resolved, HashSet<&str>)> = BTreeMap::new();
+        for o in objs {
+            if let Some((key, resolved)) = self.group_of(o) {
+                groups
+                    .entry(key)
+                    .or_insert_with(|| (resolved, HashSet::new()))
+                    .1
+                    .insert(o.name());
+            }
+        }
+        let lists = groups
+            .into_iter()
+            .filter(|(_, (_, names))| names.len() > LIST_THRESHOLD)
+            .map(|(key, (resolved, names))| async move {
+                let namespace = (!key.2.is_empty()).then_some(key.2.as_str());
+                let api = self.api_from(&resolved, namespace);
+                let items = self.list_all(&api, &resolved, &key, &names).await?;
+                Ok::<_, ApplyError>(items.map(|items| (key, items)))
+            });
+        let listed = in_order(lists.collect(), self.concurrency).await?;
+        Ok(listed.into_iter().flatten().collect())
+    }
+
+    /// One paged LIST of `api`, keeping the objects named in `names`; `Ok(None)` when the
+    /// server forbids or does not serve it, or the continue token expired.
+    async fn list_all(
+        &self,
+        api: &Api<DynamicObject>,
+        resolved: &Resolved,
+        key: &GroupKey,
+        names: &HashSet<&str>,
+    ) -> Result<Option<HashMap<String, DynamicObject>>, ApplyError> {
+        let mut items = HashMap::new();
+        let mut params = ListParams::default().limit(LIST_PAGE_SIZE);
+        loop {
+            let page = match retry_transport(|| api.list(&params)).await {
+                Ok(page) => page,
+                Err(kube::Error::Api(s)) if [403, 405, 410].contains(&s.code) => {
+                    tracing::debug!(
+                        resource = %resolved.resource.plural,
+                        namespace = %key.2,
+                        "LIST refused ({}), reading objects one by one", s.code
+                    );
+                    return Ok(None);
+                }
+                Err(source) => {
+                    let object = if key.2.is_empty() {
+                        resolved.resource.kind.clone()
+                    } else {
+                        format!("{}/{}", resolved.resource.kind, key.2)
+                    };
+                    return Err(ApplyError::Api {
+                        object,
+                        op: "list",
+                        source,
+                    });
+                }
+            };
+            for mut item in page.items {
+                let Some(name) = item.metadata.name.clone() else {
+                    continue;
+                };
+                if !names.contains(name.as_str()) {
+                    continue;
+                }
+                // List items carry no apiVersion and kind; a GET would.
+                item.types = Some(TypeMeta {
+                    api_version: resolved.resource.api_version.clone(),
+                    kind: resolved.resource.kind.clone(),
+                });
+                items.insert(name, item);
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(Some(items)),
+            }
+        }
+    }
+
+    /// Reads the live object (`listed` when its group was listed: `Some(None)` means absent,
+    /// otherwise a GET) and, unless the no-op fast path ([`crate::managed`]) shows the apply
+    /// would change nothing, dry-runs the apply; recreates it on an immutable-field error when
+    /// forced; takes over fields of kubectl managers; decides created / configured / unchanged
+    /// and which fields drifted.
+    async fn plan(
+        &self,
+        object: &Object,
+        listed: Option<Option<DynamicObject>>,
+    ) -> Result<Planned, ApplyError> {
         let mut id = object.id()?;
         let (api, resolved) = self
             .api_for(
@@ -239,11 +395,14 @@ impl SsaApplier {
             id.namespace.clear();
         }
         let name = id.name.clone();
-        let mut live = api.get_opt(&name).await.map_err(|source| ApplyError::Api {
-            object: id.to_string(),
-            op: "get",
-            source,
-        })?;
+        let mut live = match listed {
+            Some(listed) => listed,
+            None => api.get_opt(&name).await.map_err(|source| ApplyError::Api {
+                object: id.to_string(),
+                op: "get",
+                source,
+            })?,
+        };
         // Flux's exclusion and if-not-present selectors (fluxcd/pkg ssa `shouldSkipApply`):
         // `reconcile: disabled` or `ssa: Ignore` on the desired or the live object skips it;
         // `ssa: IfNotPresent` on the desired object skips it once it exists.
@@ -273,6 +432,16 @@ impl SsaApplier {
         };
         let force = self.force || switch(crate::prune::FORCE_SWITCH, "enabled");
         let merge = switch(crate::prune::SSA_POLICY, crate::prune::SSA_MERGE);
+        // The no-op fast path (see `crate::managed`): the live object still holds exactly what
+        // we applied, nothing is to be taken over and nothing is forced, so the dry run could
+        // only come back equal to it.
+        if let Some(current) = live.as_ref()
+            && !force
+            && (merge || self.cleanup_patch(current).is_none())
+            && crate::managed::applied_unchanged(current, &payload, &self.field_manager)
+        {
+            return Ok(planned(Action::Unchanged, Vec::new()));
+        }
         let mut dry = match self.dry_run(&api, &name, &payload).await {
             Ok(dry) => dry,
             // As fluxcd/pkg ssa: an invalid or conflicting dry run of an existing object may be
@@ -403,28 +572,9 @@ impl SsaApplier {
         id: &ObjectId,
         live: &DynamicObject,
     ) -> Result<Option<DynamicObject>, ApplyError> {
-        let managed = serde_json::to_value(&live.metadata.managed_fields).unwrap_or(Value::Null);
-        let managed = managed.as_array().cloned().unwrap_or_default();
-        let fields = take_over_managed_fields(&managed, &self.field_manager);
-        let has_last_applied = live
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(LAST_APPLIED_ANNOTATION));
-        if fields.is_none() && !has_last_applied {
+        let Some(patch) = self.cleanup_patch(live) else {
             return Ok(None);
-        }
-        let mut metadata = serde_json::Map::new();
-        if let Some(fields) = fields {
-            metadata.insert("managedFields".into(), Value::Array(fields));
-        }
-        if has_last_applied {
-            metadata.insert(
-                "annotations".into(),
-                serde_json::json!({ LAST_APPLIED_ANNOTATION: null }),
-            );
-        }
-        let patch = serde_json::json!({ "metadata": metadata });
+        };
         let params = PatchParams {
             field_manager: Some(self.field_manager.clone()),
             ..PatchParams::default()
@@ -437,6 +587,33 @@ impl SsaApplier {
                 op: "managed fields cleanup",
                 source,
             })
+    }
+
+    /// The merge patch of the metadata cleanup, `None` when there is nothing to clean: no
+    /// managedFields entry to take over and no last-applied annotation.
+    fn cleanup_patch(&self, live: &DynamicObject) -> Option<Value> {
+        let managed = serde_json::to_value(&live.metadata.managed_fields).unwrap_or(Value::Null);
+        let managed = managed.as_array().cloned().unwrap_or_default();
+        let fields = take_over_managed_fields(&managed, &self.field_manager);
+        let has_last_applied = live
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(LAST_APPLIED_ANNOTATION));
+        if fields.is_none() && !has_last_applied {
+            return None;
+        }
+        let mut metadata = serde_json::Map::new();
+        if let Some(fields) = fields {
+            metadata.insert("managedFields".into(), Value::Array(fields));
+        }
+        if has_last_applied {
+            metadata.insert(
+                "annotations".into(),
+                serde_json::json!({ LAST_APPLIED_ANNOTATION: null }),
+            );
+        }
+        Some(serde_json::json!({ "metadata": metadata }))
     }
 }
 
@@ -596,6 +773,48 @@ fn is_excluded(matches: impl Fn(&str, &str) -> bool) -> bool {
         || matches(crate::prune::SSA_POLICY, crate::prune::SSA_IGNORE)
 }
 
+/// Runs `futures` with at most `limit` at once, starting them in order and a new one as soon
+/// as any finishes (so one slow request does not hold the others back, as an ordered buffer
+/// would), and returns their outputs in order. After the first error no new future starts;
+/// the ones already running finish, and the error of the first failing future in order is
+/// returned (every future before it was started, so this is the same error as running them
+/// one by one would give).
+async fn in_order<T, F>(futures: Vec<F>, limit: usize) -> Result<Vec<T>, ApplyError>
+where
+    F: std::future::Future<Output = Result<T, ApplyError>>,
+{
+    let total = futures.len();
+    let mut pending = futures.into_iter().enumerate();
+    let mut running = stream::FuturesUnordered::new();
+    let mut done: Vec<Option<T>> = (0..total).map(|_| None).collect();
+    let mut failed: Option<(usize, ApplyError)> = None;
+    let start = |running: &mut stream::FuturesUnordered<_>, (i, f): (usize, F)| {
+        running.push(async move { (i, f.await) });
+    };
+    for next in pending.by_ref().take(limit.max(1)) {
+        start(&mut running, next);
+    }
+    while let Some((i, result)) = running.next().await {
+        match result {
+            Ok(v) => done[i] = Some(v),
+            Err(e) => {
+                if failed.as_ref().is_none_or(|(at, _)| i < *at) {
+                    failed = Some((i, e));
+                }
+            }
+        }
+        if failed.is_none()
+            && let Some(next) = pending.next()
+        {
+            start(&mut running, next);
+        }
+    }
+    match failed {
+        Some((_, e)) => Err(e),
+        None => Ok(done.into_iter().flatten().collect()),
+    }
+}
+
 struct Planned {
     id: ObjectId,
     version: String,
@@ -738,6 +957,55 @@ mod tests {
             ]
         );
         assert!(drift_paths(&live, &live).is_empty());
+    }
+
+    #[tokio::test]
+    async fn in_order_keeps_order_and_reports_the_first_failure_in_order() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let fail = |i: usize| ApplyError::WaitTimeout {
+            object: format!("o{i}"),
+            condition: "deleted",
+            seconds: 0,
+        };
+        // Later futures finish first; the outputs stay in order.
+        let futures: Vec<_> = (0..10u64)
+            .map(|i| async move {
+                tokio::time::sleep(Duration::from_millis(10 - i)).await;
+                Ok::<_, ApplyError>(i)
+            })
+            .collect();
+        assert_eq!(
+            in_order(futures, 4).await.unwrap(),
+            (0..10).collect::<Vec<_>>()
+        );
+        // o9 fails at once, o5 later: o5 is reported, as in a run one by one.
+        let futures: Vec<_> = (0..10usize)
+            .map(|i| async move {
+                match i {
+                    9 => Err(fail(9)),
+                    5 => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Err(fail(5))
+                    }
+                    _ => Ok(i),
+                }
+            })
+            .collect();
+        let err = in_order(futures, 16).await.unwrap_err();
+        assert!(err.to_string().starts_with("o5:"), "{err}");
+        // After a failure nothing new starts.
+        let started = AtomicUsize::new(0);
+        let futures: Vec<_> = (0..10usize)
+            .map(|i| {
+                let started = &started;
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    if i == 0 { Err(fail(0)) } else { Ok(i) }
+                }
+            })
+            .collect();
+        assert!(in_order(futures, 2).await.is_err());
+        assert_eq!(started.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -372,3 +372,285 @@ async fn reconcile_disabled_and_ssa_policies_skip_as_flux_does() {
     assert_eq!(actions(&cs), ["ConfigMap/default/create-once skipped"]);
     assert!(cms.get_opt("create-once").await.unwrap().is_some());
 }
+
+/// The requests a [`kube::Client`] sent, as `(method, path, query)`, recorded by a tower layer.
+type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+#[derive(Clone)]
+struct RecordLayer(Requests);
+
+impl<S> tower::Layer<S> for RecordLayer {
+    type Service = RecordService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RecordService(inner, self.0.clone())
+    }
+}
+
+#[derive(Clone)]
+struct RecordService<S>(S, Requests);
+
+impl<S, B> tower::Service<http::Request<B>> for RecordService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        self.1.lock().unwrap().push((
+            req.method().to_string(),
+            req.uri().path().to_string(),
+            req.uri().query().unwrap_or("").to_string(),
+        ));
+        self.0.call(req)
+    }
+}
+
+/// The recorded requests on ConfigMaps since the last call, as `VERB name` (`LIST`, `GET x`,
+/// `DRY-RUN x`, `PATCH x`), sorted.
+fn config_map_requests(requests: &Requests) -> Vec<String> {
+    let mut out: Vec<String> = requests
+        .lock()
+        .unwrap()
+        .drain(..)
+        .filter(|(_, path, _)| path.contains("/configmaps"))
+        .map(|(method, path, query)| {
+            let name = path.rsplit_once("/configmaps").map_or("", |(_, n)| n);
+            let name = name.trim_start_matches('/');
+            let verb = match method.as_str() {
+                "GET" if name.is_empty() => "LIST",
+                "PATCH" if query.contains("dryRun=") => "DRY-RUN",
+                m => m,
+            };
+            format!("{verb} {name}").trim_end().to_string()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A stage of many objects is read with one LIST, and a no-op re-apply sends neither dry runs
+/// nor applies (the managedFields fast path); objects changed in the cluster by another field
+/// manager (a controller's patch, `kubectl edit`) and a field removed from Git still go through
+/// the dry run, are reported `configured` with their drift and are corrected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noop_reapply_sends_no_dry_run_and_edits_are_still_corrected() {
+    let env = TestEnv::builder()
+        .controller_manager(false)
+        .node_simulator(false)
+        .start()
+        .await
+        .unwrap();
+    let requests = Requests::default();
+    let client = kube::client::ClientBuilder::try_from(env.kube_config())
+        .unwrap()
+        .with_layer(&RecordLayer(requests.clone()))
+        .build();
+    let applier = SsaApplier::new(client);
+    let cm = |i: usize, data: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:02}\n  namespace: default\n  labels: {{app: fast}}\ndata: {data}\n"
+        )
+    };
+    let n = gitops_apply::ssa::LIST_THRESHOLD + 4;
+    let yaml = |i_data: &dyn Fn(usize) -> String| {
+        (0..n)
+            .map(|i| cm(i, &i_data(i)))
+            .collect::<Vec<_>>()
+            .join("---\n")
+    };
+    let desired = objects_from_yaml(&yaml(&|i| format!("{{key: git, index: \"{i}\"}}")));
+    let names: Vec<String> = (0..n).map(|i| format!("cm-{i:02}")).collect();
+
+    let cs = applier.apply_all_staged(&desired).await.unwrap();
+    assert!(
+        cs.entries.iter().all(|e| e.action == Action::Created),
+        "{cs}"
+    );
+    let mut expected: Vec<String> = vec!["LIST".into()];
+    for name in &names {
+        expected.push(format!("DRY-RUN {name}"));
+        expected.push(format!("PATCH {name}"));
+    }
+    expected.sort();
+    assert_eq!(
+        config_map_requests(&requests),
+        expected,
+        "one LIST instead of a GET each; every object validated by a dry run, then applied"
+    );
+
+    // Nothing changed: one LIST and nothing else.
+    let cs = applier.apply_all_staged(&desired).await.unwrap();
+    assert!(
+        cs.entries.iter().all(|e| e.action == Action::Unchanged),
+        "{cs}"
+    );
+    assert_eq!(config_map_requests(&requests), ["LIST"]);
+
+    // Another controller and `kubectl edit` change our fields with plain patches.
+    let cms = api(&env.client(), "", "v1", "ConfigMap", "default");
+    for (name, manager) in [("cm-03", "other-controller"), ("cm-07", "kubectl-edit")] {
+        let params = kube::api::PatchParams {
+            field_manager: Some(manager.into()),
+            ..Default::default()
+        };
+        let patch = serde_json::json!({"data": {"key": "edited"}});
+        cms.patch(name, &params, &kube::api::Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
+    // And Git drops `index` from cm-05.
+    let mut changed = desired.clone();
+    changed[5].as_map_mut()["data"]
+        .as_object_mut()
+        .unwrap()
+        .remove("index");
+    requests.lock().unwrap().clear();
+    let cs = applier.apply_all_staged(&changed).await.unwrap();
+    let configured: Vec<(String, Vec<String>)> = cs
+        .entries
+        .iter()
+        .filter(|e| e.action != Action::Unchanged)
+        .map(|e| (e.to_string(), e.drift.clone()))
+        .collect();
+    assert_eq!(
+        configured,
+        [
+            (
+                "ConfigMap/default/cm-03 configured".to_string(),
+                vec!["data.key".to_string()]
+            ),
+            (
+                "ConfigMap/default/cm-05 configured".to_string(),
+                vec!["data.index".to_string()]
+            ),
+            (
+                "ConfigMap/default/cm-07 configured".to_string(),
+                vec!["data.key".to_string()]
+            ),
+        ]
+    );
+    let dry_runs: std::collections::BTreeSet<String> = config_map_requests(&requests)
+        .into_iter()
+        .filter_map(|r| r.strip_prefix("DRY-RUN ").map(String::from))
+        .collect();
+    assert_eq!(
+        dry_runs.into_iter().collect::<Vec<_>>(),
+        ["cm-03", "cm-05", "cm-07"],
+        "only the changed objects are dry-run"
+    );
+    for name in ["cm-03", "cm-07"] {
+        assert_eq!(cms.get(name).await.unwrap().data["data"]["key"], "git");
+    }
+    assert_eq!(
+        cms.get("cm-05").await.unwrap().data["data"],
+        serde_json::json!({"key": "git"}),
+        "the field removed from Git is removed"
+    );
+
+    // Corrected: the next reconcile is a no-op again.
+    let cs = applier.apply_all_staged(&changed).await.unwrap();
+    assert!(
+        cs.entries.iter().all(|e| e.action == Action::Unchanged),
+        "{cs}"
+    );
+    assert_eq!(config_map_requests(&requests), ["LIST"]);
+}
+
+/// An identity allowed to get, create and patch ConfigMaps but not to list them: the LIST of a
+/// large group is refused (403) and the applier reads the objects one by one, with the same
+/// results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_list_falls_back_to_gets() {
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+    let env = TestEnv::builder()
+        .controller_manager(false)
+        .node_simulator(false)
+        .start()
+        .await
+        .unwrap();
+    let role = Role {
+        metadata: kube::api::ObjectMeta {
+            name: Some("no-list".into()),
+            ..Default::default()
+        },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["configmaps".into()]),
+            verbs: vec!["get".into(), "create".into(), "patch".into()],
+            ..Default::default()
+        }]),
+    };
+    let binding = RoleBinding {
+        metadata: kube::api::ObjectMeta {
+            name: Some("no-list".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: "no-list".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "User".into(),
+            name: "no-list".into(),
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            ..Default::default()
+        }]),
+    };
+    let pp = kube::api::PostParams::default();
+    Api::<Role>::namespaced(env.client(), "default")
+        .create(&pp, &role)
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(env.client(), "default")
+        .create(&pp, &binding)
+        .await
+        .unwrap();
+
+    let mut config = env.kube_config();
+    config.auth_info.impersonate = Some("no-list".into());
+    let requests = Requests::default();
+    let client = kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&RecordLayer(requests.clone()))
+        .build();
+    let applier = SsaApplier::new(client);
+    let n = gitops_apply::ssa::LIST_THRESHOLD + 2;
+    let desired = objects_from_yaml(
+        &(0..n)
+            .map(|i| {
+                format!(
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i:02}, namespace: default}}\ndata: {{k: v}}\n"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("---\n"),
+    );
+    let cs = applier.apply_all_staged(&desired).await.unwrap();
+    assert!(
+        cs.entries.iter().all(|e| e.action == Action::Created),
+        "{cs}"
+    );
+    let cs = applier.apply_all_staged(&desired).await.unwrap();
+    assert!(
+        cs.entries.iter().all(|e| e.action == Action::Unchanged),
+        "{cs}"
+    );
+    let reads = config_map_requests(&requests);
+    let gets = reads.iter().filter(|r| r.starts_with("GET ")).count();
+    assert_eq!(gets, 2 * n, "one GET per object and reconcile: {reads:?}");
+    assert_eq!(
+        reads.iter().filter(|r| *r == "LIST").count(),
+        2,
+        "{reads:?}"
+    );
+}
