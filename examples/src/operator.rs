@@ -16,13 +16,15 @@
 //! The operator serves its artifact store over HTTP ([`ArtifactServer`], Flux's
 //! `--storage-addr`); every `status.artifact.url` is the server's URL of the artifact.
 //!
-//! A Kustomization is built with its `patches`, `images`, `components` (a missing one dropped
-//! under `ignoreMissingComponents`, else a build failure naming it), `namePrefix` and
-//! `nameSuffix` merged into the kustomization, `postBuild` substitution (variables from
+//! A Kustomization is built with its `targetNamespace`, `patches`, `images` (an entry replacing
+//! the file's entry of the same name), `components` (a missing one dropped under
+//! `ignoreMissingComponents`, else a build failure naming it), `namePrefix` and `nameSuffix`
+//! merged into the kustomization, `postBuild` substitution (variables from
 //! `substituteFrom` ConfigMaps and Secrets, then `substitute`), then `commonMetadata` set on
 //! every object, as kustomize-controller does. It waits for its `dependsOn` to be Ready at
 //! their generation and, for those of the same source, to have applied the source's current
-//! revision (`DependencyNotReady`). Each applied change set and each
+//! revision (`DependencyNotReady`; a missing one is `dependency '<ns>/<name>' not found: ...`).
+//! Each applied change set and each
 //! failure is a Kubernetes Event on it; the finalizer `finalizers.fluxcd.io` lets the deletion
 //! of a Kustomization with `prune: true` delete its inventory first.
 //!
@@ -1855,7 +1857,7 @@ async fn reconcile_target(
 }
 
 /// The renderer of one Kustomization, as kustomize-controller builds: kustomize with the
-/// spec's `patches`, `images`, `components` (`ignoreMissingComponents`), `namePrefix` and
+/// spec's `targetNamespace` (so binding subjects follow it too), `patches`, `images`, `components` (`ignoreMissingComponents`), `namePrefix` and
 /// `nameSuffix` merged into the kustomization, then post-build substitution with the variables
 /// of `postBuild.substituteFrom` (in list order, a later source winning) overridden by
 /// `postBuild.substitute`, in strict mode (Flux's default since 2.9), with
@@ -1893,6 +1895,7 @@ async fn post_built_renderer(
     use k8s_openapi::api::core::v1::ConfigMap;
     let spec = &ks.spec;
     let overlay = gitops_render::Overlay::new()
+        .target_namespace(spec.target_namespace.clone().unwrap_or_default())
         .patches(spec.patches.iter().cloned())
         .images(spec.images.iter().cloned())
         .components(spec.components.iter().cloned())
@@ -2135,8 +2138,19 @@ async fn preflight(
     for dep in &ks.spec.depends_on {
         let dep_ns = dep.namespace.clone().unwrap_or_else(|| ns.to_string());
         let api: Api<Kustomization> = Api::namespaced(ctx.client.clone(), &dep_ns);
-        let found = api.get_opt(&dep.name).await?;
-        if let Some(why) = dependency_not_ready(ks, ns, found.as_ref(), &artifact) {
+        let found = match api.get(&dep.name).await {
+            Ok(found) => found,
+            // kustomize-controller reports the API server's answer after its own words.
+            Err(kube::Error::Api(status)) if status.is_not_found() => {
+                let message = format!(
+                    "dependency '{dep_ns}/{}' not found: {}",
+                    dep.name, status.message
+                );
+                return Ok(Err((reason::DEPENDENCY_NOT_READY, message)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(why) = dependency_not_ready(ks, ns, &found, &artifact) {
             let message = format!("dependency '{dep_ns}/{}' {why}", dep.name);
             return Ok(Err((reason::DEPENDENCY_NOT_READY, message)));
         }
@@ -2145,7 +2159,8 @@ async fn preflight(
 }
 
 /// Why the dependency `dep` of `ks` (in `ns`) is not ready, as kustomize-controller's
-/// `checkDependencies` decides, `None` when it is: it must exist, have observed its generation
+/// `checkDependencies` decides, `None` when it is (a missing one is reported by
+/// [`preflight`] as `not found`): it must have observed its generation
 /// and be Ready=True; and when it reconciles the same source as `ks` (same kind, name and
 /// namespace, a missing namespace being the object's own), its `status.lastAppliedRevision`
 /// must be the revision of `artifact`, the source's current one: a dependant never applies a
@@ -2153,12 +2168,9 @@ async fn preflight(
 fn dependency_not_ready(
     ks: &Kustomization,
     ns: &str,
-    dep: Option<&Kustomization>,
+    dep: &Kustomization,
     artifact: &gitops_core::Artifact,
 ) -> Option<&'static str> {
-    let Some(dep) = dep else {
-        return Some("is not ready");
-    };
     let st = dep.status.clone().unwrap_or_default();
     if st.conditions.is_empty()
         || st.observed_generation != dep.metadata.generation
@@ -2284,19 +2296,19 @@ mod tests {
 
         let behind = kustomization("infra", fleet.clone(), ready_at(old_rev));
         assert_eq!(
-            dependency_not_ready(&app, "flux-system", Some(&behind), &new),
+            dependency_not_ready(&app, "flux-system", &behind, &new),
             Some("revision is not up to date")
         );
         let current = kustomization("infra", fleet.clone(), ready_at(&new.revision.to_string()));
         assert_eq!(
-            dependency_not_ready(&app, "flux-system", Some(&current), &new),
+            dependency_not_ready(&app, "flux-system", &current, &new),
             None
         );
         // The same source named with its namespace spelled out is still the same source.
         let spelled = serde_json::json!({"kind": "GitRepository", "name": "fleet", "namespace": "flux-system"});
         let behind_spelled = kustomization("infra", spelled, ready_at(old_rev));
         assert_eq!(
-            dependency_not_ready(&app, "flux-system", Some(&behind_spelled), &new),
+            dependency_not_ready(&app, "flux-system", &behind_spelled, &new),
             Some("revision is not up to date")
         );
         // Another source (name, kind or namespace): its revision is not compared.
@@ -2306,26 +2318,19 @@ mod tests {
             serde_json::json!({"kind": "GitRepository", "name": "fleet", "namespace": "other"}),
         ] {
             let dep = kustomization("infra", other, ready_at(old_rev));
-            assert_eq!(
-                dependency_not_ready(&app, "flux-system", Some(&dep), &new),
-                None
-            );
+            assert_eq!(dependency_not_ready(&app, "flux-system", &dep, &new), None);
         }
-        // Missing, not Ready, or not at its generation.
-        assert_eq!(
-            dependency_not_ready(&app, "flux-system", None, &new),
-            Some("is not ready")
-        );
+        // Not Ready, or not at its generation.
         let mut stale = current.clone();
         stale.metadata.generation = Some(3);
         assert_eq!(
-            dependency_not_ready(&app, "flux-system", Some(&stale), &new),
+            dependency_not_ready(&app, "flux-system", &stale, &new),
             Some("is not ready")
         );
         let mut failed = current;
         failed.status.as_mut().unwrap().conditions[0].status = condition::Status::False;
         assert_eq!(
-            dependency_not_ready(&app, "flux-system", Some(&failed), &new),
+            dependency_not_ready(&app, "flux-system", &failed, &new),
             Some("is not ready")
         );
     }

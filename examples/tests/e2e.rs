@@ -427,7 +427,12 @@ async fn depends_on_waits_until_the_dependency_is_ready() -> Result<()> {
     let message = find_condition(&ks.status.unwrap_or_default().conditions, kind::READY)
         .map(|c| c.message.clone())
         .unwrap_or_default();
-    assert_eq!(message, "dependency 'flux-system/infra' is not ready");
+    // kustomize-controller's words, then the API server's answer to the get.
+    assert_eq!(
+        message,
+        "dependency 'flux-system/infra' not found: \
+         kustomizations.kustomize.toolkit.fluxcd.io \"infra\" not found"
+    );
     let deployments: Api<Deployment> = Api::namespaced(w.client(), "apps");
     assert!(
         deployments.get_opt("podinfo").await?.is_none(),

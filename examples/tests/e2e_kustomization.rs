@@ -2,7 +2,8 @@
 //! `KUBEBUILDER_ASSETS`) and the operator: post-build substitution from `substitute`, a
 //! ConfigMap and a Secret; `images`, `patches`, `components` (`ignoreMissingComponents`),
 //! `namePrefix` and `nameSuffix` merged into the build as kustomize-controller's generator
-//! does; `commonMetadata`; `dependsOn` on a dependency of the same source that has not applied
+//! does; `targetNamespace` moving the binding subjects of its service accounts too;
+//! `commonMetadata`; `dependsOn` on a dependency of the same source that has not applied
 //! its new revision yet; Events on the Kustomization; and the finalizer that prunes the
 //! inventory when a Kustomization with `prune: true` is deleted. The source is a GitRepository
 //! of a local bare repository (`file://`).
@@ -878,6 +879,117 @@ async fn a_missing_component_fails_unless_ignore_missing_components() -> Result<
             .get("example.com/component")
             .map(String::as_str),
         Some("added")
+    );
+    Ok(())
+}
+
+const RBAC: &str = "apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: app
+  namespace: git-ns
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: app
+rules:
+- apiGroups: ['']
+  resources: [configmaps]
+  verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: app
+  namespace: git-ns
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: app
+subjects:
+- kind: ServiceAccount
+  name: app
+  namespace: git-ns
+- kind: ServiceAccount
+  name: other
+  namespace: elsewhere
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: app-reader
+rules:
+- apiGroups: ['']
+  resources: [namespaces]
+  verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: app-reader
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: app-reader
+subjects:
+- kind: ServiceAccount
+  name: app
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_namespace_also_moves_the_binding_subjects_of_its_service_accounts() -> Result<()> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+    let w = World::start(&[
+        ("rbac/rbac.yaml", RBAC),
+        ("rbac/kustomization.yaml", "resources: [rbac.yaml]\n"),
+    ])
+    .await?;
+    let namespaces: Api<Namespace> = Api::all(w.client());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "apps"}}))?,
+        )
+        .await?;
+    w.create_kustomization(
+        "rbac",
+        serde_json::json!({"path": "./rbac", "targetNamespace": "apps"}),
+    )
+    .await?;
+    w.ready("rbac").await?;
+    assert!(
+        Api::<ServiceAccount>::namespaced(w.client(), "apps")
+            .get_opt("app")
+            .await?
+            .is_some()
+    );
+    // As `kubectl kustomize` prints this folder with `namespace: apps` (kustomize v5): the
+    // subjects naming the build's service account follow it (with a namespace in Git or
+    // none), another namespace's account is left alone.
+    let subjects = |s: Option<Vec<k8s_openapi::api::rbac::v1::Subject>>| -> Vec<(String, String)> {
+        s.unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.name, s.namespace.unwrap_or_default()))
+            .collect()
+    };
+    let rb = Api::<RoleBinding>::namespaced(w.client(), "apps")
+        .get("app")
+        .await?;
+    assert_eq!(
+        subjects(rb.subjects),
+        [
+            ("app".to_string(), "apps".to_string()),
+            ("other".to_string(), "elsewhere".to_string())
+        ]
+    );
+    let crb = Api::<ClusterRoleBinding>::all(w.client())
+        .get("app-reader")
+        .await?;
+    assert_eq!(
+        subjects(crb.subjects),
+        [("app".to_string(), "apps".to_string())]
     );
     Ok(())
 }
