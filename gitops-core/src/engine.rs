@@ -461,19 +461,23 @@ impl Engine {
         });
     }
 
-    /// Whether every dependency of `unit` is Ready; the first that is not, otherwise.
+    /// `None` when every dependency of `unit` is Ready; otherwise why the first one is not, as
+    /// kustomize-controller words it: `dependency '<name>' not found` for a unit the engine
+    /// does not know, `dependency '<name>' is not ready` for one that is not Ready.
     fn unready_dependency(&self, unit: &Unit) -> Option<String> {
         let slots = self.slots();
         unit.depends_on
             .iter()
-            .find(|d| !slots.get(d.as_str()).is_some_and(|s| s.status.is_ready()))
-            .cloned()
+            .find_map(|d| match slots.get(d.as_str()) {
+                None => Some(format!("dependency '{d}' not found")),
+                Some(s) if !s.status.is_ready() => Some(format!("dependency '{d}' is not ready")),
+                Some(_) => None,
+            })
     }
 
     /// One reconcile; returns the new status and the delay until the next run.
     async fn run_unit(&self, unit: &Unit) -> (UnitStatus, Duration) {
-        if let Some(dep) = self.unready_dependency(unit) {
-            let message = format!("dependency '{dep}' is not ready");
+        if let Some(message) = self.unready_dependency(unit) {
             let status =
                 self.update_status(&unit.name, |s| s.mark_dependency_not_ready(message.clone()));
             self.emit(

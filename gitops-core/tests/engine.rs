@@ -312,10 +312,29 @@ async fn depends_on_waits_for_ready_and_suspend_skips() {
     let st = engine.reconcile("apps").await.unwrap();
     assert_eq!(st.ready().unwrap().reason, reason::DEPENDENCY_NOT_READY);
     assert_eq!(
+        st.ready().unwrap().message,
+        "dependency 'infra' is not ready"
+    );
+    assert_eq!(
         apps_source.fetches.load(Ordering::SeqCst),
         0,
         "nothing fetched before dependencies are Ready"
     );
+    // A dependency the engine does not know is named as missing, as kustomize-controller does.
+    let orphan_source = DirSource::new("orphan");
+    engine.add(unit(
+        "orphan",
+        orphan_source.clone(),
+        applier.clone(),
+        &["nowhere"],
+    ));
+    let st = engine.reconcile("orphan").await.unwrap();
+    assert_eq!(st.ready().unwrap().reason, reason::DEPENDENCY_NOT_READY);
+    assert_eq!(
+        st.ready().unwrap().message,
+        "dependency 'nowhere' not found"
+    );
+    assert_eq!(orphan_source.fetches.load(Ordering::SeqCst), 0);
 
     // The scheduler runs infra (failing, backing off) until it recovers, then apps.
     let runner = engine.clone();
