@@ -64,7 +64,7 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 ///
 /// The no-op fast path replaces fluxcd/pkg ssa's per-object dry run and `hasDrifted`
 /// comparison for objects nobody changed: when the live object exists, is not excluded, not
-/// `ssa: IfNotPresent`, not forced, has nothing to take over from kubectl or
+/// `ssa: IfNotPresent`, has nothing to take over from kubectl or
 /// `before-first-apply` (unless `ssa: Merge`), and the fields our `Apply` entry in
 /// `managedFields` owns hold exactly the desired object, the apply could change nothing, so
 /// the dry run could only say `unchanged`. Anything else (a changed value, a field another
@@ -433,10 +433,10 @@ impl SsaApplier {
         let force = self.force || switch(crate::prune::FORCE_SWITCH, "enabled");
         let merge = switch(crate::prune::SSA_POLICY, crate::prune::SSA_MERGE);
         // The no-op fast path (see `crate::managed`): the live object still holds exactly what
-        // we applied, nothing is to be taken over and nothing is forced, so the dry run could
-        // only come back equal to it.
+        // we applied and nothing is to be taken over, so the dry run could only come back equal
+        // to it. Force does not matter here: an apply that changes nothing cannot hit an
+        // immutable field.
         if let Some(current) = live.as_ref()
-            && !force
             && (merge || self.cleanup_patch(current).is_none())
             && crate::managed::applied_unchanged(current, &payload, &self.field_manager)
         {
