@@ -75,6 +75,25 @@ pub enum Error {
         /// The end of its log.
         log_tail: String,
     },
+    /// The API server's authorizer did not allow what [`TestEnv::grant`](crate::TestEnv::grant)
+    /// granted within the timeout.
+    #[error(
+        "{user} was not allowed to {verb} {resource} in namespace {namespace} within {timeout:?} after the grant of Role {role}"
+    )]
+    NotGranted {
+        /// The subject's user name.
+        user: String,
+        /// The verb that was not allowed.
+        verb: String,
+        /// The resource (plural).
+        resource: String,
+        /// The Role's namespace.
+        namespace: String,
+        /// The Role.
+        role: String,
+        /// How long was waited.
+        timeout: Duration,
+    },
     /// The generated kubeconfig could not be turned into a client configuration.
     #[error("kubeconfig: {0}")]
     Kubeconfig(#[from] kube::config::KubeconfigError),
