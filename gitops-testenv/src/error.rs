@@ -78,18 +78,14 @@ pub enum Error {
     /// The API server's authorizer did not allow what [`TestEnv::grant`](crate::TestEnv::grant)
     /// granted within the timeout.
     #[error(
-        "{user} was not allowed to {verb} {resource} in namespace {namespace} within {timeout:?} after the grant of Role {role}"
+        "{user} was not allowed to {request} within {timeout:?} after the grant of Role {role}"
     )]
     NotGranted {
         /// The subject's user name.
         user: String,
-        /// The verb that was not allowed.
-        verb: String,
-        /// The resource (plural).
-        resource: String,
-        /// The Role's namespace.
-        namespace: String,
-        /// The Role.
+        /// What was not allowed: `VERB RESOURCE in namespace NS`.
+        request: String,
+        /// The Role, `namespace/name`.
         role: String,
         /// How long was waited.
         timeout: Duration,

@@ -274,10 +274,13 @@ impl TestEnv {
                 if Instant::now() > deadline {
                     return Err(Error::NotGranted {
                         user,
-                        verb: attributes.verb.unwrap_or_default(),
-                        resource: attributes.resource.unwrap_or_default(),
-                        namespace: grant.namespace.clone(),
-                        role: grant.role.clone(),
+                        request: format!(
+                            "{} {} in namespace {}",
+                            attributes.verb.unwrap_or_default(),
+                            attributes.resource.unwrap_or_default(),
+                            grant.namespace
+                        ),
+                        role: format!("{}/{}", grant.namespace, grant.role),
                         timeout: GRANT_TIMEOUT,
                     });
                 }
