@@ -17,8 +17,8 @@ use gitops_examples::gitrepo::LocalRepo;
 use gitops_examples::operator::{FIELD_MANAGER, OperatorConfig, REQUESTED_AT};
 use gitops_examples::wait;
 use gitops_testenv::TestEnv;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use gitops_testenv::rbac::{Grant, RbacSubject};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret, ServiceAccount};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 
 /// The namespace the tenant may write to.
@@ -193,38 +193,12 @@ async fn service_account_impersonation_is_decided_by_rbac() -> Result<()> {
     )
     .await?;
     let client = t.w.client();
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({"metadata": {"name": TENANT}}))?,
-        )
-        .await?;
-    t.w.create::<ServiceAccount>(serde_json::json!({
-        "apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA, "namespace": NS}
-    }))
-    .await?;
-    let roles: Api<Role> = Api::namespaced(client.clone(), TENANT);
-    let role = |resources: &[&str]| -> Result<Role> {
-        Ok(serde_json::from_value(serde_json::json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "tenant-apply", "namespace": TENANT},
-            "rules": [{"apiGroups": [""], "resources": resources, "verbs": ["*"]}]
-        }))?)
-    };
-    roles
-        .create(&PostParams::default(), &role(&["configmaps"])?)
-        .await?;
-    Api::<RoleBinding>::namespaced(client.clone(), TENANT)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": {"name": "tenant-apply", "namespace": TENANT},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                            "name": "tenant-apply"},
-                "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": NS}]
-            }))?,
-        )
+    // The ServiceAccount (in the Kustomizations' namespace) may write ConfigMaps in TENANT.
+    let grant = Grant::new(TENANT, "tenant-apply", RbacSubject::service_account(NS, SA))
+        .create_namespace()
+        .create_service_account();
+    t.w.env
+        .grant(&grant.clone().rule(&[""], &["configmaps"], &["*"]))
         .await?;
 
     // The ConfigMap is allowed: Ready, applied by the operator's field manager.
@@ -280,12 +254,8 @@ async fn service_account_impersonation_is_decided_by_rbac() -> Result<()> {
     assert!(secrets.get_opt("token").await?.is_none());
 
     // Granting Secrets: Ready at the commit, both objects applied, the old one pruned.
-    roles
-        .replace(
-            "tenant-apply",
-            &PostParams::default(),
-            &role(&["configmaps", "secrets"])?,
-        )
+    t.w.env
+        .grant(&grant.rule(&[""], &["configmaps", "secrets"], &["*"]))
         .await?;
     t.request::<Kustomization>("tenant-apps", "granted").await?;
     let ks = t

@@ -31,8 +31,8 @@ use gitops_core::{
     Revision, Source, Stage,
 };
 use gitops_testenv::TestEnv;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use gitops_testenv::rbac::{Grant, RbacSubject};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 
@@ -141,23 +141,6 @@ async fn create_namespace(client: &kube::Client, name: &str) {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
     Api::<Namespace>::all(client.clone())
         .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-}
-
-/// Creates a namespaced object of type `K` from JSON.
-async fn create<K>(client: &kube::Client, ns: &str, body: Value)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + Clone
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let obj: K = serde_json::from_value(body).unwrap();
-    Api::<K>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &obj)
         .await
         .unwrap();
 }
@@ -312,27 +295,13 @@ async fn an_object_forbidden_by_rbac_fails_the_reconcile_by_name_and_prunes_noth
     let env = start_env().await;
     let admin = env.client();
     let ns = "team";
-    create_namespace(&admin, ns).await;
-    create::<ServiceAccount>(&admin, ns, json!({"metadata": {"name": "deployer"}})).await;
-    create::<Role>(
-        &admin,
-        ns,
-        json!({"metadata": {"name": "configmaps-only"},
-               "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]}),
-    )
-    .await;
-    create::<RoleBinding>(
-        &admin,
-        ns,
-        json!({"metadata": {"name": "deployer"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                           "name": "configmaps-only"},
-               "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": ns}]}),
-    )
-    .await;
-    let mut config = env.kube_config();
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:deployer"));
-    let deployer = kube::Client::try_from(config).unwrap();
+    let sa = RbacSubject::service_account(ns, "deployer");
+    let grant = Grant::new(ns, "configmaps-only", sa.clone())
+        .rule(&[""], &["configmaps"], &["*"])
+        .create_namespace()
+        .create_service_account();
+    env.grant(&grant).await.unwrap();
+    let deployer = env.impersonating_client(&sa.username()).unwrap();
 
     let store = tempfile::tempdir().unwrap();
     let source = DesiredSource::new(vec![config_map(ns, "a", "1"), config_map(ns, "b", "1")]);

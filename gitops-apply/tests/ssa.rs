@@ -6,6 +6,8 @@ use gitops_apply::{ApplyError, SsaApplier};
 use gitops_core::pipeline::{OwnerLabels, prepare_objects};
 use gitops_core::{Action, ChangeSet, Inventory, Object};
 use gitops_testenv::TestEnv;
+use gitops_testenv::rbac::{Grant, RbacSubject};
+use gitops_testenv::requests::RequestLog;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 
 fn objects_from_yaml(yaml: &str) -> Vec<Object> {
@@ -373,70 +375,6 @@ async fn reconcile_disabled_and_ssa_policies_skip_as_flux_does() {
     assert!(cms.get_opt("create-once").await.unwrap().is_some());
 }
 
-/// The requests a [`kube::Client`] sent, as `(method, path, query)`, recorded by a tower layer.
-type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
-
-#[derive(Clone)]
-struct RecordLayer(Requests);
-
-impl<S> tower::Layer<S> for RecordLayer {
-    type Service = RecordService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RecordService(inner, self.0.clone())
-    }
-}
-
-#[derive(Clone)]
-struct RecordService<S>(S, Requests);
-
-impl<S, B> tower::Service<http::Request<B>> for RecordService<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        self.1.lock().unwrap().push((
-            req.method().to_string(),
-            req.uri().path().to_string(),
-            req.uri().query().unwrap_or("").to_string(),
-        ));
-        self.0.call(req)
-    }
-}
-
-/// The recorded requests on ConfigMaps since the last call, as `VERB name` (`LIST`, `GET x`,
-/// `DRY-RUN x`, `PATCH x`), sorted.
-fn config_map_requests(requests: &Requests) -> Vec<String> {
-    let mut out: Vec<String> = requests
-        .lock()
-        .unwrap()
-        .drain(..)
-        .filter(|(_, path, _)| path.contains("/configmaps"))
-        .map(|(method, path, query)| {
-            let name = path.rsplit_once("/configmaps").map_or("", |(_, n)| n);
-            let name = name.trim_start_matches('/');
-            let verb = match method.as_str() {
-                "GET" if name.is_empty() => "LIST",
-                "PATCH" if query.contains("dryRun=") => "DRY-RUN",
-                m => m,
-            };
-            format!("{verb} {name}").trim_end().to_string()
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 /// A stage of many objects is read with one LIST, and a no-op re-apply sends neither dry runs
 /// nor applies (the managedFields fast path); objects changed in the cluster by another field
 /// manager (a controller's patch, `kubectl edit`) and a field removed from Git still go through
@@ -449,11 +387,8 @@ async fn noop_reapply_sends_no_dry_run_and_edits_are_still_corrected() {
         .start()
         .await
         .unwrap();
-    let requests = Requests::default();
-    let client = kube::client::ClientBuilder::try_from(env.kube_config())
-        .unwrap()
-        .with_layer(&RecordLayer(requests.clone()))
-        .build();
+    let requests = RequestLog::new();
+    let client = requests.client(env.kube_config()).unwrap();
     let applier = SsaApplier::new(client);
     let cm = |i: usize, data: &str| {
         format!(
@@ -477,12 +412,12 @@ async fn noop_reapply_sends_no_dry_run_and_edits_are_still_corrected() {
     );
     let mut expected: Vec<String> = vec!["LIST".into()];
     for name in &names {
-        expected.push(format!("DRY-RUN {name}"));
+        expected.push(format!("PATCH dry-run {name}"));
         expected.push(format!("PATCH {name}"));
     }
     expected.sort();
     assert_eq!(
-        config_map_requests(&requests),
+        requests.take_object_requests("configmaps"),
         expected,
         "one LIST instead of a GET each; every object validated by a dry run, then applied"
     );
@@ -493,7 +428,7 @@ async fn noop_reapply_sends_no_dry_run_and_edits_are_still_corrected() {
         cs.entries.iter().all(|e| e.action == Action::Unchanged),
         "{cs}"
     );
-    assert_eq!(config_map_requests(&requests), ["LIST"]);
+    assert_eq!(requests.take_object_requests("configmaps"), ["LIST"]);
 
     // Another controller and `kubectl edit` change our fields with plain patches.
     let cms = api(&env.client(), "", "v1", "ConfigMap", "default");
@@ -513,7 +448,7 @@ async fn noop_reapply_sends_no_dry_run_and_edits_are_still_corrected() {
         .as_object_mut()
         .unwrap()
         .remove("index");
-    requests.lock().unwrap().clear();
+    requests.clear();
     let cs = applier.apply_all_staged(&changed).await.unwrap();
     let configured: Vec<(String, Vec<String>)> = cs
         .entries
@@ -538,9 +473,10 @@ async fn noop_reapply_sends_no_dry_run_and_edits_are_still_corrected() {
             ),
         ]
     );
-    let dry_runs: std::collections::BTreeSet<String> = config_map_requests(&requests)
+    let dry_runs: std::collections::BTreeSet<String> = requests
+        .take_object_requests("configmaps")
         .into_iter()
-        .filter_map(|r| r.strip_prefix("DRY-RUN ").map(String::from))
+        .filter_map(|r| r.strip_prefix("PATCH dry-run ").map(String::from))
         .collect();
     assert_eq!(
         dry_runs.into_iter().collect::<Vec<_>>(),
@@ -562,7 +498,7 @@ async fn noop_reapply_sends_no_dry_run_and_edits_are_still_corrected() {
         cs.entries.iter().all(|e| e.action == Action::Unchanged),
         "{cs}"
     );
-    assert_eq!(config_map_requests(&requests), ["LIST"]);
+    assert_eq!(requests.take_object_requests("configmaps"), ["LIST"]);
 }
 
 /// An identity allowed to get, create and patch ConfigMaps but not to list them: the LIST of a
@@ -570,59 +506,24 @@ async fn noop_reapply_sends_no_dry_run_and_edits_are_still_corrected() {
 /// results.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_list_falls_back_to_gets() {
-    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
     let env = TestEnv::builder()
         .controller_manager(false)
         .node_simulator(false)
         .start()
         .await
         .unwrap();
-    let role = Role {
-        metadata: kube::api::ObjectMeta {
-            name: Some("no-list".into()),
-            ..Default::default()
-        },
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["configmaps".into()]),
-            verbs: vec!["get".into(), "create".into(), "patch".into()],
-            ..Default::default()
-        }]),
-    };
-    let binding = RoleBinding {
-        metadata: kube::api::ObjectMeta {
-            name: Some("no-list".into()),
-            ..Default::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "Role".into(),
-            name: "no-list".into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "User".into(),
-            name: "no-list".into(),
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            ..Default::default()
-        }]),
-    };
-    let pp = kube::api::PostParams::default();
-    Api::<Role>::namespaced(env.client(), "default")
-        .create(&pp, &role)
-        .await
-        .unwrap();
-    Api::<RoleBinding>::namespaced(env.client(), "default")
-        .create(&pp, &binding)
-        .await
-        .unwrap();
+    let no_list = RbacSubject::user("no-list");
+    let grant = Grant::new("default", "no-list", no_list.clone()).rule(
+        &[""],
+        &["configmaps"],
+        &["get", "create", "patch"],
+    );
+    env.grant(&grant).await.unwrap();
 
-    let mut config = env.kube_config();
-    config.auth_info.impersonate = Some("no-list".into());
-    let requests = Requests::default();
-    let client = kube::client::ClientBuilder::try_from(config)
-        .unwrap()
-        .with_layer(&RecordLayer(requests.clone()))
-        .build();
+    let requests = RequestLog::new();
+    let client = requests
+        .client(env.impersonating_config(&no_list.username()))
+        .unwrap();
     let applier = SsaApplier::new(client);
     let n = gitops_apply::ssa::LIST_THRESHOLD + 2;
     let desired = objects_from_yaml(
@@ -645,7 +546,7 @@ async fn a_refused_list_falls_back_to_gets() {
         cs.entries.iter().all(|e| e.action == Action::Unchanged),
         "{cs}"
     );
-    let reads = config_map_requests(&requests);
+    let reads = requests.take_object_requests("configmaps");
     let gets = reads.iter().filter(|r| r.starts_with("GET ")).count();
     assert_eq!(gets, 2 * n, "one GET per object and reconcile: {reads:?}");
     assert_eq!(

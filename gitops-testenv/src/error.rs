@@ -75,6 +75,21 @@ pub enum Error {
         /// The end of its log.
         log_tail: String,
     },
+    /// The API server's authorizer did not allow what [`TestEnv::grant`](crate::TestEnv::grant)
+    /// granted within the timeout.
+    #[error(
+        "{user} was not allowed to {request} within {timeout:?} after the grant of Role {role}"
+    )]
+    NotGranted {
+        /// The subject's user name.
+        user: String,
+        /// What was not allowed: `VERB RESOURCE in namespace NS`.
+        request: String,
+        /// The Role, `namespace/name`.
+        role: String,
+        /// How long was waited.
+        timeout: Duration,
+    },
     /// The generated kubeconfig could not be turned into a client configuration.
     #[error("kubeconfig: {0}")]
     Kubeconfig(#[from] kube::config::KubeconfigError),

@@ -59,6 +59,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! For impersonation tests, [`TestEnv::grant`] gives a user or ServiceAccount a Role
+//! ([`rbac::Grant`]) and [`TestEnv::impersonating_client`] acts as it; [`requests::RequestLog`]
+//! records the requests a `kube::Client` sends, to count or assert them.
+//!
 //! # The S3 server
 //!
 //! [`S3Server`] runs moto's `moto_server` on a free loopback port for Bucket sources.
@@ -91,7 +95,9 @@ pub mod gcs;
 pub mod git_http;
 mod node_sim;
 mod process;
+pub mod rbac;
 pub mod registry;
+pub mod requests;
 pub mod s3;
 pub mod sshd;
 pub mod static_http;

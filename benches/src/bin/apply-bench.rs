@@ -31,13 +31,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use gitops_apply::SsaApplier;
 use gitops_core::{Action, ChangeSet, Object};
 use gitops_testenv::TestEnv;
+use gitops_testenv::requests::RequestLog;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
@@ -46,9 +46,6 @@ use serde_json::json;
 const KUBECTL_FIELD_MANAGER: &str = "gitops-bench-kubectl";
 /// One object in this many is changed in the `changed` phase.
 const CHANGED_EVERY: usize = 10;
-
-/// API requests by verb (`GET`, `PATCH`, `PATCH dry-run`, ...), counted by [`CountLayer`].
-type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
 
 fn main() -> Result<()> {
     let objects: usize = env_number("OBJECTS", 1000)?;
@@ -97,21 +94,14 @@ fn main() -> Result<()> {
         kubectl.version()?
     );
 
-    let counts: Counts = Arc::default();
-    let client = runtime.block_on(async {
-        kube::client::ClientBuilder::try_from(env.kube_config())
-            .map(|b| {
-                b.with_layer(&CountLayer {
-                    counts: counts.clone(),
-                })
-                .build()
-            })
-            .context("building the counting client")
-    })?;
+    let requests = RequestLog::new();
+    let client = runtime
+        .block_on(async { requests.client(env.kube_config()) })
+        .context("building the counting client")?;
     let bench = Bench {
         runtime: &runtime,
         client,
-        counts,
+        requests,
         kubectl: &kubectl,
         work: work.path(),
         objects,
@@ -166,7 +156,8 @@ impl Phase {
 struct Bench<'a> {
     runtime: &'a tokio::runtime::Runtime,
     client: kube::Client,
-    counts: Counts,
+    /// The requests `client` sent, counted per verb (`GET`, `PATCH`, `PATCH dry-run`, ...).
+    requests: RequestLog,
     kubectl: &'a Kubectl,
     work: &'a Path,
     objects: usize,
@@ -245,7 +236,7 @@ impl Bench<'_> {
                 let i = phase as usize;
                 let revision = if phase == Phase::Changed { 2 } else { 1 };
                 let desired = config_maps(&our_ns, self.objects, revision);
-                self.counts.lock().expect("counts").clear();
+                self.requests.clear();
                 let t = Instant::now();
                 let cs = self
                     .runtime
@@ -255,7 +246,7 @@ impl Bench<'_> {
                 check_change_set(&cs, phase, self.objects)?;
                 if counted {
                     ours[i].push(elapsed);
-                    requests[i] = self.counts.lock().expect("counts").clone();
+                    requests[i] = self.requests.counts_by_verb();
                 }
                 if phase == Phase::Noop {
                     // What reading the whole live state in one request costs.
@@ -435,56 +426,6 @@ impl Kubectl {
             );
         }
         Ok(())
-    }
-}
-
-/// A tower layer counting the requests that go through a `kube::Client`, by verb; dry runs
-/// (`dryRun=All` in the query) are counted apart.
-#[derive(Clone)]
-struct CountLayer {
-    counts: Counts,
-}
-
-impl<S> tower::Layer<S> for CountLayer {
-    type Service = CountService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        CountService {
-            inner,
-            counts: self.counts.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-struct CountService<S> {
-    inner: S,
-    counts: Counts,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for CountService<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let dry = req.uri().query().is_some_and(|q| q.contains("dryRun="));
-        let key = if dry {
-            format!("{} dry-run", req.method())
-        } else {
-            req.method().to_string()
-        };
-        *self.counts.lock().expect("counts").entry(key).or_default() += 1;
-        self.inner.call(req)
     }
 }
 
