@@ -23,6 +23,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 
+mod common;
+
 const TIMEOUT: Duration = Duration::from_secs(120);
 const NS: &str = "flux-system";
 
@@ -388,7 +390,7 @@ async fn events_finalizer_and_deletion_with_and_without_prune() -> Result<()> {
     w.kustomizations()
         .delete("pruned", &DeleteParams::default())
         .await?;
-    wait_gone(&w.kustomizations(), "pruned").await?;
+    common::wait_gone(&w.kustomizations(), "pruned", TIMEOUT).await?;
     assert!(cms.get_opt("pruned").await?.is_none());
     // An object annotated `kustomize.toolkit.fluxcd.io/prune: disabled` is left in place.
     assert!(cms.get_opt("prune-disabled").await?.is_some());
@@ -406,7 +408,7 @@ async fn events_finalizer_and_deletion_with_and_without_prune() -> Result<()> {
     w.kustomizations()
         .delete("kept", &DeleteParams::default())
         .await?;
-    wait_gone(&w.kustomizations(), "kept").await?;
+    common::wait_gone(&w.kustomizations(), "kept", TIMEOUT).await?;
     assert!(cms.get_opt("kept").await?.is_some());
     Ok(())
 }
@@ -484,18 +486,6 @@ async fn no_cross_namespace_refs_refuses_a_source_of_another_namespace() -> Resu
     )
     .await?;
     w.ready("app").await?;
-    Ok(())
-}
-
-async fn wait_gone(api: &Api<Kustomization>, name: &str) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while api.get_opt(name).await?.is_some() {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "Kustomization {name} still exists after {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
     Ok(())
 }
 

@@ -330,7 +330,7 @@ async fn service_account_impersonation_is_decided_by_rbac() -> Result<()> {
     t.kustomizations()
         .delete("tenant-apps", &Default::default())
         .await?;
-    wait_gone(&t.kustomizations(), "tenant-apps").await?;
+    common::wait_gone(&t.kustomizations(), "tenant-apps", TIMEOUT).await?;
     assert!(configmaps.get_opt("settings").await?.is_some(), "pruned");
     let events = Api::<Event>::namespaced(client.clone(), NS)
         .list(&ListParams::default())
@@ -348,19 +348,6 @@ async fn service_account_impersonation_is_decided_by_rbac() -> Result<()> {
             && skipped.contains("tenant_settings__ConfigMap"),
         "{skipped}"
     );
-    Ok(())
-}
-
-/// Waits until the Kustomization `name` is gone (its finalizer done).
-async fn wait_gone(api: &Api<Kustomization>, name: &str) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while api.get_opt(name).await?.is_some() {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{name} was not finalized within {TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
     Ok(())
 }
 
@@ -505,7 +492,7 @@ async fn kube_config_secret_applies_to_the_remote_cluster() -> Result<()> {
     t.kustomizations()
         .delete("remote", &Default::default())
         .await?;
-    wait_gone(&t.kustomizations(), "remote").await?;
+    common::wait_gone(&t.kustomizations(), "remote", TIMEOUT).await?;
     let a = remote_cms.get_opt("remote-a").await?;
     assert!(
         a.is_none_or(|o| o.metadata.deletion_timestamp.is_some()),

@@ -199,3 +199,17 @@ pub fn last_applied(k: &Kustomization) -> String {
         .and_then(|s| s.last_applied_revision.clone())
         .unwrap_or_default()
 }
+
+/// Waits until the Kustomization `name` is gone (its finalizer has run), polling every 250 ms;
+/// an error once `timeout` has passed.
+pub async fn wait_gone(api: &Api<Kustomization>, name: &str, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while api.get_opt(name).await?.is_some() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "Kustomization {name} still exists after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
