@@ -93,13 +93,24 @@ impl World {
     /// Control plane, operator, the `flux-system` namespace and the GitRepository `fleet` of a
     /// repository holding `files` (path, content).
     async fn start(files: &[(&str, &str)]) -> Result<World> {
-        World::start_with(files, false).await
+        World::start_with(files, false, true).await
     }
 
-    /// [`World::start`], the operator refusing cross-namespace references or not.
-    async fn start_with(files: &[(&str, &str)], no_cross_namespace_refs: bool) -> Result<World> {
+    /// [`World::start`], the operator refusing cross-namespace references or not, and the
+    /// control plane with kube-controller-manager and the node simulator (so Deployments
+    /// become available by themselves) or without them (so nothing but the test writes an
+    /// object's status).
+    async fn start_with(
+        files: &[(&str, &str)],
+        no_cross_namespace_refs: bool,
+        controllers: bool,
+    ) -> Result<World> {
         gitops_examples::install_crypto_provider();
-        let env = TestEnv::start().await?;
+        let env = TestEnv::builder()
+            .controller_manager(controllers)
+            .node_simulator(controllers)
+            .start()
+            .await?;
         let tmp = tempfile::tempdir()?;
         let content = tmp.path().join("content");
         for (path, text) in files {
@@ -450,7 +461,7 @@ async fn a_failure_is_a_warning_event() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_cross_namespace_refs_refuses_a_source_of_another_namespace() -> Result<()> {
-    let w = World::start_with(&[("app/settings.yaml", CONFIGMAP)], true).await?;
+    let w = World::start_with(&[("app/settings.yaml", CONFIGMAP)], true, true).await?;
     let namespaces: Api<Namespace> = Api::all(w.client());
     namespaces
         .create(
@@ -610,10 +621,16 @@ async fn configmap_value(w: &World, name: &str) -> Result<Option<String>> {
 /// its status (no kube-controller-manager runs here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn depends_on_waits_until_the_dependency_applied_the_sources_revision() -> Result<()> {
-    let w = World::start(&[
-        ("infra/settings.yaml", &configmap("infra-settings", "one")),
-        ("app/settings.yaml", &configmap("app-settings", "one")),
-    ])
+    // Without kube-controller-manager: otherwise the Deployment could become available on its
+    // own before the test looks, and infra would already be at the new revision.
+    let w = World::start_with(
+        &[
+            ("infra/settings.yaml", &configmap("infra-settings", "one")),
+            ("app/settings.yaml", &configmap("app-settings", "one")),
+        ],
+        false,
+        false,
+    )
     .await?;
     w.create_kustomization(
         "infra",
