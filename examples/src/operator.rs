@@ -195,13 +195,7 @@ pub async fn run(
     let helm_repo_ctrl = helm_repository_controller(&client, &ctx, shutdown.clone());
     let helm_ctrl = helm_chart_controller(&client, &ctx, shutdown.clone());
 
-    let kss: Api<Kustomization> = Api::all(client.clone());
-    let (ks_reader, ks_writer) = reflector::store();
-    let ks_stream = watcher(kss, watcher::Config::default())
-        .default_backoff()
-        .reflect(ks_writer)
-        .applied_objects()
-        .predicate_filter(spec_or_request, Default::default());
+    let (ks_reader, ks_stream) = reconcile_triggers::<Kustomization>(&client);
     let ks_ctrl = Controller::for_stream(ks_stream, ks_reader.clone())
         .watches_stream(
             artifacts::<GitRepository>(&client),
@@ -233,13 +227,7 @@ async fn source_controller<K: SourceKind>(
     ctx: &Arc<Ctx>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<K> = Api::all(client.clone());
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(spec_or_request, Default::default());
+    let (reader, stream) = reconcile_triggers::<K>(client);
     let mut controller = Controller::for_stream(stream, reader.clone());
     if K::kind(&()) == "GitRepository" {
         // A new artifact of an included GitRepository rebuilds the ones including it.
@@ -278,13 +266,7 @@ async fn helm_repository_controller(
     ctx: &Arc<Ctx>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<HelmRepository> = Api::all(client.clone());
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(spec_or_request, Default::default());
+    let (reader, stream) = reconcile_triggers::<HelmRepository>(client);
     Controller::for_stream(stream, reader)
         .graceful_shutdown_on(shutdown)
         .run(reconcile_helm_repository, error_policy, ctx.clone())
@@ -345,13 +327,7 @@ async fn helm_chart_controller(
     ctx: &Arc<Ctx>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api: Api<HelmChart> = Api::all(client.clone());
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(spec_or_request, Default::default());
+    let (reader, stream) = reconcile_triggers::<HelmChart>(client);
     Controller::for_stream(stream, reader.clone())
         .watches_stream(
             artifacts::<HelmRepository>(client),
@@ -427,6 +403,34 @@ fn referrers<K: SourceKind>(
             .map(|k| ObjectRef::from_obj(k.as_ref()))
             .collect()
     }
+}
+
+/// The objects of kind `K` in every namespace, cached in a reflector store, and the stream of
+/// their changes that trigger a reconcile: a new generation (spec) or a new
+/// `reconcile.fluxcd.io/requestedAt` ([`spec_or_request`]); status writes do not.
+fn reconcile_triggers<K>(
+    client: &kube::Client,
+) -> (
+    reflector::Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(spec_or_request, Default::default());
+    (reader, stream)
 }
 
 /// Changes of spec (generation) or of the requestedAt annotation trigger a reconcile; status
