@@ -93,6 +93,7 @@ mod env;
 mod error;
 pub mod gcs;
 pub mod git_http;
+mod http1;
 mod node_sim;
 mod process;
 pub mod rbac;

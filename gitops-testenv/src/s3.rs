@@ -10,9 +10,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
 use crate::Error;
 use crate::process::{Proc, log_tail};
 
@@ -321,6 +318,8 @@ async fn request(
     request_as(addr, method, path, body, FAKE_AUTH).await
 }
 
+/// [`request`] with the `Authorization` header `auth` (and the content type moto expects for
+/// it: a form for IAM calls, bytes for S3).
 async fn request_as(
     addr: &str,
     method: &str,
@@ -328,32 +327,16 @@ async fn request_as(
     body: &[u8],
     auth: &str,
 ) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).await?;
     let content_type = if auth == IAM_AUTH {
         "application/x-www-form-urlencoded"
     } else {
         "application/octet-stream"
     };
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf))
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 30s"))??;
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:.200}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let headers = [
+        ("Authorization".to_string(), auth.to_string()),
+        ("Content-Type".to_string(), content_type.to_string()),
+    ];
+    let (status, _head, body) = crate::http1::request(addr, method, path, &headers, body).await?;
     Ok((status, body))
 }
 
