@@ -8,6 +8,7 @@
 //! repository, no secret in `{e}` or `{e:?}`, the previous artifact is still in the store and
 //! verifies, and the store holds no new file.
 
+use gitops_testenv::archive::{TarEntry, raw_tar_gz};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -83,24 +84,8 @@ async fn push_layer(
     manifest
 }
 
-/// One tar entry: path, type, link target, data. Names are written raw into the header, so `..`
-/// and absolute paths go in as given.
-type TarEntry<'a> = (&'a str, tar::EntryType, &'a str, &'a [u8]);
-
 fn tar_gz(entries: &[TarEntry<'_>]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut b = tar::Builder::new(gz);
-    for (name, kind, link, data) in entries {
-        let mut h = tar::Header::new_old();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_entry_type(*kind);
-        h.set_cksum();
-        b.append(&h, *data).unwrap();
-    }
-    b.into_inner().unwrap().finish().unwrap()
+    raw_tar_gz(entries).unwrap()
 }
 
 const FILE: tar::EntryType = tar::EntryType::Regular;

@@ -4,6 +4,7 @@
 //! of the destination, decompression bombs), served by gitops-testenv's `StaticHttpServer` on
 //! 127.0.0.1, as a compromised or buggy source could publish them.
 
+use gitops_testenv::archive::{TarEntry, raw_tar_gz};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
@@ -41,21 +42,8 @@ fn bytes_under(root: &Path) -> u64 {
         .sum()
 }
 
-fn tar_gz(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut b = tar::Builder::new(gz);
-    for (name, kind, link, data) in entries {
-        let mut h = tar::Header::new_old();
-        // Written raw: tar::Header::set_path refuses `..` and absolute paths.
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_entry_type(*kind);
-        h.set_cksum();
-        b.append(&h, *data).unwrap();
-    }
-    b.into_inner().unwrap().finish().unwrap()
+fn tar_gz(entries: &[TarEntry<'_>]) -> Vec<u8> {
+    raw_tar_gz(entries).unwrap()
 }
 
 const FILE: tar::EntryType = tar::EntryType::Regular;

@@ -86,6 +86,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod archive;
 mod assets;
 pub mod azurite;
 pub mod charts;
