@@ -24,6 +24,7 @@ use gitops_core::condition::{Condition, find_condition, is_ready, kind};
 use gitops_examples::crds::{
     Bucket, GitRepository, HelmChart, HelmRepository, Kustomization, OCIRepository, SourceStatus,
 };
+use gitops_examples::operator::SourceKind;
 use gitops_examples::wait;
 use gitops_sources::oci::{OciAuth, push_artifact};
 use gitops_sources::server::{FetchLimits, fetch_artifact};
@@ -48,7 +49,7 @@ impl World {
             + Clone
             + serde::de::DeserializeOwned
             + std::fmt::Debug
-            + HasStatus,
+            + SourceKind,
         K::DynamicType: Default,
     {
         self.assert_source_failed::<K>(before, reason, url).await?;
@@ -73,7 +74,7 @@ impl World {
         self.assert_podinfo_applied().await?;
         let still = api.get("podinfo").await?;
         assert_eq!(
-            still.source_status().and_then(|s| s.artifact.clone()),
+            SourceKind::status(&still).and_then(|s| s.artifact.clone()),
             before.artifact
         );
         self.assert_artifact_verifies(before)?;
@@ -94,15 +95,15 @@ impl World {
             + Clone
             + serde::de::DeserializeOwned
             + std::fmt::Debug
-            + HasStatus,
+            + SourceKind,
         K::DynamicType: Default,
     {
         let api: Api<K> = Api::namespaced(self.client(), NS);
         let failed = wait::until(&api, "podinfo", TIMEOUT, "source Ready=False", |s| {
-            ready_condition(s.source_status()).is_some_and(|c| c.status.as_str() == "False")
+            ready_condition(SourceKind::status(s)).is_some_and(|c| c.status.as_str() == "False")
         })
         .await?;
-        let status = failed.source_status().cloned().unwrap_or_default();
+        let status = SourceKind::status(&failed).cloned().unwrap_or_default();
         let ready = ready_condition(Some(&status)).cloned().expect("Ready");
         eprintln!("{}: {ready:?}", K::kind(&K::DynamicType::default()));
         assert_eq!(ready.reason, reason, "{ready:?}");
@@ -120,41 +121,6 @@ impl World {
     }
 }
 
-/// The status of a source kind.
-trait HasStatus {
-    fn source_status(&self) -> Option<&SourceStatus>;
-}
-
-impl HasStatus for GitRepository {
-    fn source_status(&self) -> Option<&SourceStatus> {
-        self.status.as_ref()
-    }
-}
-
-impl HasStatus for OCIRepository {
-    fn source_status(&self) -> Option<&SourceStatus> {
-        self.status.as_ref()
-    }
-}
-
-impl HasStatus for Bucket {
-    fn source_status(&self) -> Option<&SourceStatus> {
-        self.status.as_ref()
-    }
-}
-
-impl HasStatus for HelmRepository {
-    fn source_status(&self) -> Option<&SourceStatus> {
-        self.status.as_ref()
-    }
-}
-
-impl HasStatus for HelmChart {
-    fn source_status(&self) -> Option<&SourceStatus> {
-        self.status.as_ref()
-    }
-}
-
 fn ready_condition(status: Option<&SourceStatus>) -> Option<&Condition> {
     status.and_then(|s| find_condition(&s.conditions, kind::READY))
 }
@@ -165,16 +131,15 @@ where
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
-        + HasStatus,
+        + SourceKind,
     K::DynamicType: Default,
 {
     let api: Api<K> = Api::namespaced(w.client(), NS);
     let s = wait::until(&api, "podinfo", TIMEOUT, "source Ready", |s| {
-        s.source_status()
-            .is_some_and(|st| is_ready(&st.conditions) && st.artifact.is_some())
+        SourceKind::status(s).is_some_and(|st| is_ready(&st.conditions) && st.artifact.is_some())
     })
     .await?;
-    Ok(s.source_status().cloned().unwrap_or_default())
+    Ok(SourceKind::status(&s).cloned().unwrap_or_default())
 }
 
 fn git(dir: &Path, args: &[&str]) {
