@@ -9,11 +9,13 @@
 //! this file is its own test binary holding a single test that sets them before any client
 //! exists.
 
+mod bucket_common;
+use bucket_common::{files, md5_hex};
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use gitops_core::{Artifact, ArtifactKey, ArtifactStore, Fetched, Source};
+use gitops_core::{ArtifactKey, ArtifactStore, Fetched, Source};
 use gitops_sources::bucket::{
     BucketAuth, BucketProvider, BucketSource, BucketSpec, index_revision,
 };
@@ -37,34 +39,6 @@ fn source(name: &str, spec: BucketSpec, auth: BucketAuth) -> BucketSource {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let key = ArtifactKey::new("Bucket", "default", name).unwrap();
     BucketSource::new(key, spec, auth).unwrap()
-}
-
-fn md5_hex(s: &str) -> String {
-    use md5::Digest as _;
-    md5::Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn files(store: &ArtifactStore, artifact: &Artifact) -> BTreeMap<String, String> {
-    let dir = tempfile::tempdir().unwrap();
-    store.extract(artifact, dir.path()).unwrap();
-    let mut out = BTreeMap::new();
-    walk(dir.path(), dir.path(), &mut out);
-    out
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            walk(root, &p, out);
-        } else {
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            out.insert(rel, std::fs::read_to_string(&p).unwrap());
-        }
-    }
 }
 
 #[tokio::test]

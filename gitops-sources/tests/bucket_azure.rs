@@ -4,11 +4,13 @@
 //! the development account's key (Shared Key), which Azurite checks. The endpoint is the emulator
 //! form `http://127.0.0.1:PORT/devstoreaccount1`: the account is the first path segment.
 
+mod bucket_common;
+use bucket_common::files;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use gitops_core::{Artifact, ArtifactKey, ArtifactStore, Fetched, Source};
+use gitops_core::{ArtifactKey, ArtifactStore, Fetched, Source};
 use gitops_sources::bucket::{
     BucketAuth, BucketProvider, BucketSource, BucketSpec, index_revision,
 };
@@ -59,26 +61,6 @@ async fn revision(az: &AzuriteServer, names: &[&str]) -> gitops_core::Revision {
     }
     assert!(etags.iter().all(|(_, e)| e.starts_with('"')), "{etags:?}");
     index_revision(etags.iter().map(|(k, e)| (k.as_str(), e.as_str())))
-}
-
-fn files(store: &ArtifactStore, artifact: &Artifact) -> BTreeMap<String, String> {
-    let dir = tempfile::tempdir().unwrap();
-    store.extract(artifact, dir.path()).unwrap();
-    let mut out = BTreeMap::new();
-    walk(dir.path(), dir.path(), &mut out);
-    out
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            walk(root, &p, out);
-        } else {
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            out.insert(rel, std::fs::read_to_string(&p).unwrap());
-        }
-    }
 }
 
 #[tokio::test]

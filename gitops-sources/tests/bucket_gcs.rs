@@ -10,11 +10,13 @@
 //! key handling, base URL, listing, downloads, revision over the XML API's ETags (an object's MD5
 //! for single-part uploads, as on GCS).
 
+mod bucket_common;
+use bucket_common::{files, md5_hex};
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use gitops_core::{Artifact, ArtifactKey, ArtifactStore, Fetched, Source};
+use gitops_core::{ArtifactKey, ArtifactStore, Fetched, Source};
 use gitops_sources::bucket::{
     BucketAuth, BucketError, BucketProvider, BucketSource, BucketSpec, index_revision,
 };
@@ -51,34 +53,6 @@ async fn server_with(objects: &[(&str, &str)]) -> S3Server {
         s3.put_object(BUCKET, k, v.as_bytes()).await.unwrap();
     }
     s3
-}
-
-fn md5_hex(s: &str) -> String {
-    use md5::Digest as _;
-    md5::Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn files(store: &ArtifactStore, artifact: &Artifact) -> BTreeMap<String, String> {
-    let dir = tempfile::tempdir().unwrap();
-    store.extract(artifact, dir.path()).unwrap();
-    let mut out = BTreeMap::new();
-    walk(dir.path(), dir.path(), &mut out);
-    out
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            walk(root, &p, out);
-        } else {
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            out.insert(rel, std::fs::read_to_string(&p).unwrap());
-        }
-    }
 }
 
 /// The object GETs in moto's log (`GET /<bucket>/<key>`; listings are `GET /<bucket>?...`).

@@ -3,11 +3,13 @@
 //! by PID when it ends (also when it fails). Downloads are counted twice: by the source's own
 //! counter and by the GET requests in moto's request log.
 
+mod bucket_common;
+use bucket_common::{files, md5_hex};
+
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use gitops_core::{Artifact, ArtifactKey, ArtifactStore, Fetched, Source};
+use gitops_core::{ArtifactKey, ArtifactStore, Fetched, Source};
 use gitops_sources::bucket::{BucketAuth, BucketSource, BucketSpec, index_revision};
 use gitops_testenv::S3Server;
 
@@ -45,35 +47,6 @@ async fn server_with(objects: &[(&str, &str)]) -> S3Server {
         s3.put_object(BUCKET, k, v.as_bytes()).await.unwrap();
     }
     s3
-}
-
-/// The files of an artifact, path -> content.
-fn files(store: &ArtifactStore, artifact: &Artifact) -> BTreeMap<String, String> {
-    let dir = tempfile::tempdir().unwrap();
-    store.extract(artifact, dir.path()).unwrap();
-    let mut out = BTreeMap::new();
-    walk(dir.path(), dir.path(), &mut out);
-    out
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            walk(root, &p, out);
-        } else {
-            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            out.insert(rel, std::fs::read_to_string(&p).unwrap());
-        }
-    }
-}
-
-fn md5_hex(s: &str) -> String {
-    use md5::Digest as _;
-    md5::Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The object GETs in moto's log (`GET /<bucket>/<key>`; listings are `GET /<bucket>?...`).

@@ -7,6 +7,9 @@
 //! `INITIAL_NO_AUTH_ACTION_COUNT`): only the IAM access key that helper creates is accepted
 //! afterwards (a wrong secret gets `SignatureDoesNotMatch`, an unknown key `InvalidAccessKeyId`).
 
+mod bucket_common;
+use bucket_common::md5_hex;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
@@ -131,14 +134,6 @@ async fn wrong_credentials_are_refused_without_printing_the_secret() {
         good.fetch(&store, Some(&last)).await.unwrap(),
         Fetched::Unchanged(last.clone())
     );
-}
-
-fn md5_hex(s: &str) -> String {
-    use md5::Digest as _;
-    md5::Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[tokio::test]
