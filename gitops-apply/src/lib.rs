@@ -54,9 +54,9 @@ impl gitops_core::Applier for SsaApplier {
         objects: &'a [Object],
     ) -> BoxFuture<'a, Result<ChangeSet, gitops_core::Error>> {
         async move {
-            self.apply_all_staged(objects)
+            self.apply_staged(objects)
                 .await
-                .map_err(|e| e.into_core(Stage::Apply))
+                .map_err(|(e, written)| e.into_core(Stage::Apply).with_written(written))
         }
         .boxed()
     }

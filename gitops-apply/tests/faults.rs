@@ -410,7 +410,17 @@ async fn an_api_server_killed_mid_apply_prunes_nothing_and_the_next_reconcile_co
         "a lost API server is retryable"
     );
     assert!(!st.is_stalled());
-    assert_eq!(inventory_ids(&st), before, "the inventory is kept");
+    // The previous inventory is kept, plus the objects whose apply was sent, each once.
+    let failed_inventory = inventory_ids(&st);
+    let unique: BTreeSet<&String> = failed_inventory.iter().collect();
+    assert_eq!(
+        unique.len(),
+        failed_inventory.len(),
+        "each object listed once"
+    );
+    for id in &before {
+        assert!(unique.contains(id), "{id} left the inventory");
+    }
 
     // 3. The API server is back on the same address; the old objects are all there.
     env.start_apiserver().await.unwrap();
@@ -421,6 +431,14 @@ async fn an_api_server_killed_mid_apply_prunes_nothing_and_the_next_reconcile_co
     let created = live.iter().filter(|n| n.starts_with("cm-")).count();
     eprintln!("{created} of {BULK} ConfigMaps were created before the API server died");
     assert!(created < BULK, "the apply was cut short");
+    // Nothing the failed reconcile wrote is forgotten: a later revision without it prunes it.
+    for n in live.iter().filter(|n| n.starts_with("cm-")) {
+        let id = format!("ConfigMap/{ns}/{n}");
+        assert!(
+            unique.contains(&id),
+            "{id} was created but is not in the inventory"
+        );
+    }
 
     // 4. The next reconcile converges.
     let st = engine.reconcile("faults").await.unwrap();
@@ -463,4 +481,93 @@ async fn an_api_server_killed_mid_apply_prunes_nothing_and_the_next_reconcile_co
             c.metadata.name
         );
     }
+}
+
+/// Objects a failed apply wrote before failing are recorded in the inventory beside the previous
+/// one, so that once they leave the desired state they are pruned, not left behind (Flux
+/// forgets them). Two ways to get there: a ClusterRole of the first stage applied before the
+/// second stage is rejected by its dry run, and, with `with_dry_run_creates(false)`, new
+/// ConfigMaps created beside a new Deployment the API server rejects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_written_by_a_failed_apply_are_pruned_once_they_leave_the_desired_state() {
+    let env = start_env().await;
+    let admin = env.client();
+    let ns = "faults";
+    create_namespace(&admin, ns).await;
+    let bad = deployment(ns, "web", json!({"replicas": "abc"}));
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(admin.clone());
+
+    // 1. Flux's order: the first stage (a ClusterRole) is written, the second is rejected.
+    let store = tempfile::tempdir().unwrap();
+    let source = DesiredSource::new(vec![config_map(ns, "a", "1")]);
+    let engine1 = engine(store.path(), source.clone(), SsaApplier::new(admin.clone()));
+    assert!(engine1.reconcile("faults").await.unwrap().is_ready());
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "faults-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]});
+    source.set(vec![role, config_map(ns, "a", "1"), bad.clone()]);
+    let st = engine1.reconcile("faults").await.unwrap();
+    assert_apply_failed(&st, &["Deployment/faults/web: dry-run apply failed: "]);
+    assert!(roles.get_opt("faults-reader").await.unwrap().is_some());
+    let ids = inventory_ids(&st);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&"ConfigMap/faults/a".to_string()), "{ids:?}");
+    assert!(
+        ids.iter()
+            .any(|i| i.starts_with("ClusterRole/") && i.ends_with("/faults-reader")),
+        "the ClusterRole written by the failed apply is in the inventory: {ids:?}"
+    );
+    source.set(vec![config_map(ns, "a", "1")]);
+    let st = engine1.reconcile("faults").await.unwrap();
+    assert!(st.is_ready(), "{:?}", st.ready());
+    assert_eq!(inventory_ids(&st), ["ConfigMap/faults/a"]);
+    assert!(
+        roles.get_opt("faults-reader").await.unwrap().is_none(),
+        "the ClusterRole is pruned once it left the desired state"
+    );
+
+    // 2. Without the dry run of new objects: the new ConfigMaps are created beside the rejected
+    // Deployment, the reconcile fails naming it, and the ConfigMaps are tracked.
+    let store = tempfile::tempdir().unwrap();
+    let source = DesiredSource::new(vec![config_map(ns, "a", "1")]);
+    let applier = SsaApplier::new(admin.clone()).with_dry_run_creates(false);
+    let engine2 = engine(store.path(), source.clone(), applier);
+    assert!(engine2.reconcile("faults").await.unwrap().is_ready());
+    source.set(vec![
+        config_map(ns, "a", "1"),
+        config_map(ns, "n1", "1"),
+        config_map(ns, "n2", "1"),
+        bad,
+    ]);
+    let st = engine2.reconcile("faults").await.unwrap();
+    assert_apply_failed(
+        &st,
+        &[
+            "Deployment/faults/web: apply failed: ",
+            "failed to create typed patch object: .spec.replicas: expected numeric",
+        ],
+    );
+    assert!(st.is_stalled(), "bad input: {:?}", st.conditions);
+    assert_eq!(
+        config_maps(&admin, ns).await,
+        ["a", "n1", "n2"],
+        "the new ConfigMaps were created without a dry run"
+    );
+    let ids = inventory_ids(&st);
+    for id in [
+        "ConfigMap/faults/a",
+        "ConfigMap/faults/n1",
+        "ConfigMap/faults/n2",
+    ] {
+        assert!(ids.contains(&id.to_string()), "{id} not in {ids:?}");
+    }
+    source.set(vec![config_map(ns, "a", "1")]);
+    let st = engine2.reconcile("faults").await.unwrap();
+    assert!(st.is_ready(), "{:?}", st.ready());
+    assert_eq!(inventory_ids(&st), ["ConfigMap/faults/a"]);
+    assert_eq!(
+        config_maps(&admin, ns).await,
+        ["a"],
+        "n1 and n2 are pruned once they left the desired state"
+    );
 }

@@ -45,6 +45,7 @@ pub struct Error {
     stage: Stage,
     retryable: bool,
     source: BoxError,
+    written: Vec<crate::InventoryEntry>,
 }
 
 impl Error {
@@ -55,7 +56,25 @@ impl Error {
             stage,
             retryable,
             source: source.into(),
+            written: Vec::new(),
         }
+    }
+
+    /// Records the objects the failed stage wrote, or may have written, before it failed: an
+    /// apply that fails after an earlier stage (Namespaces, CRDs) was applied, or while some
+    /// of its writes were in flight. The engine keeps them in the unit's inventory beside the
+    /// previous one, so that a later revision without them prunes them; Flux forgets them and
+    /// leaves such objects behind. Listing an object that was not written is harmless: prune
+    /// skips objects that are gone or do not carry the unit's owner labels.
+    pub fn with_written(mut self, written: Vec<crate::InventoryEntry>) -> Self {
+        self.written = written;
+        self
+    }
+
+    /// The objects the failed stage wrote or may have written (see [`Error::with_written`]);
+    /// empty when it wrote nothing or did not say.
+    pub fn written(&self) -> &[crate::InventoryEntry] {
+        &self.written
     }
 
     /// A failure that may pass on a later try.

@@ -59,6 +59,19 @@ impl Inventory {
             .collect()
     }
 
+    /// `self` followed by the entries of `more` whose id it does not hold yet (each id once,
+    /// in order): the inventory a failed apply records, so nothing it may have written is
+    /// forgotten.
+    pub fn union(mut self, more: &[InventoryEntry]) -> Inventory {
+        let mut seen: HashSet<String> = self.entries.iter().map(|e| e.id.clone()).collect();
+        for e in more {
+            if seen.insert(e.id.clone()) {
+                self.entries.push(e.clone());
+            }
+        }
+        self
+    }
+
     /// Whether an object is in the inventory.
     pub fn contains(&self, id: &ObjectId) -> bool {
         let id = id.inventory_id();
@@ -101,5 +114,22 @@ mod tests {
         let stale = old.stale_since(&new);
         assert_eq!(stale, vec![InventoryEntry::new(&hpa, "v2beta2")]);
         assert_eq!(stale[0].api_version().unwrap(), "autoscaling/v2beta2");
+    }
+
+    #[test]
+    fn union_appends_new_ids_once_and_keeps_order() {
+        let a = ObjectId::new("", "ConfigMap", "default", "a");
+        let b = ObjectId::new("", "ConfigMap", "default", "b");
+        let ns = ObjectId::new("", "Namespace", "", "team");
+        let old = Inventory {
+            entries: vec![InventoryEntry::new(&a, "v1"), InventoryEntry::new(&b, "v1")],
+        };
+        let more = [
+            InventoryEntry::new(&ns, "v1"),
+            InventoryEntry::new(&b, "v1"),
+            InventoryEntry::new(&ns, "v1"),
+        ];
+        let ids: Vec<_> = old.union(&more).entries.into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, [a.inventory_id(), b.inventory_id(), ns.inventory_id()]);
     }
 }

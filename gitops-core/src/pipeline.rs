@@ -110,7 +110,8 @@ pub enum PipelineError {
 
 /// A failed [`reconcile_artifact`]: the error, and the inventory to record when objects were
 /// applied before the failure (a failed prune keeps the survivors in the inventory, as Flux does
-/// since kustomize-controller#1664, so they are pruned on a later run instead of orphaned).
+/// since kustomize-controller#1664, so they are pruned on a later run instead of orphaned; a
+/// failed apply adds what it may have written, [`Error::written`], to the previous inventory).
 #[derive(Debug)]
 pub struct Failure {
     /// What failed.
@@ -196,7 +197,9 @@ impl Reconcile<'_> {
     /// of `previous` that are not in the new inventory; then, when `spec.wait` is set (all
     /// applied objects) or `spec.health_checks` is not empty, waits up to `timeout` for those
     /// objects to be healthy. A failed health check fails with stage `Health` (retryable) and
-    /// still returns the new inventory, as the objects were applied and pruned.
+    /// still returns the new inventory, as the objects were applied and pruned. A failed apply
+    /// prunes nothing and returns `previous` plus the objects the applier says it may have
+    /// written ([`Error::written`]), when it says any.
     pub async fn run(self) -> Result<Outcome, Failure> {
         let Reconcile {
             store,
@@ -246,11 +249,24 @@ impl Reconcile<'_> {
         prepare_objects(&mut objects, owner, spec.target_namespace.as_deref())
             .map_err(|e| Error::terminal(Stage::Render, e))?;
 
-        let mut change_set = tokio::time::timeout(timeout, applier.apply(&objects))
+        let applied = tokio::time::timeout(timeout, applier.apply(&objects))
             .await
             .map_err(|_| {
                 Error::retryable(Stage::Apply, PipelineError::Timeout("apply", timeout))
-            })??;
+            })?;
+        let mut change_set = match applied {
+            Ok(cs) => cs,
+            // Nothing is pruned; what the failed apply may have written joins the previous
+            // inventory, so a later revision without it still prunes it.
+            Err(error) if !error.written().is_empty() => {
+                let inventory = previous.clone().union(error.written());
+                return Err(Failure {
+                    error,
+                    inventory: Some(inventory),
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
         let inventory = change_set.to_inventory();
 
         if spec.prune {
