@@ -21,8 +21,10 @@
 //! LIST of the 1,000 live ConfigMaps takes (what reading the whole live state in one request
 //! would cost a reconcile).
 //!
-//! Then, for comparison, the same phases with `SsaApplier::with_concurrency(N)` for each N in
-//! `CONCURRENCY` (comma-separated, default `16,64`; empty to skip).
+//! Then, for comparison, the same phases with `SsaApplier::with_dry_run_creates(false)` (new
+//! objects created without a dry run first, one request each instead of two), and with
+//! `SsaApplier::with_concurrency(N)` for each N in `CONCURRENCY` (comma-separated, default
+//! `16,64`; empty to skip). The ratio lines of the defaults come last.
 //!
 //! Usage: `apply-bench` (env: `OBJECTS=1000`, `RUNS=3`, `CONCURRENCY=16,64`); `cargo xtask bench
 //! apply` builds it in release mode and runs it. Needs `kubectl` on `PATH` and the test control
@@ -108,8 +110,33 @@ fn main() -> Result<()> {
         runs,
     };
 
-    let default = bench.run(None, true)?;
-    default.print("SsaApplier::new (default concurrency)", true);
+    let default = bench.run(None, true, true)?;
+    default.print(
+        "SsaApplier::new (defaults: concurrency 16, dry run of every object)",
+        true,
+    );
+    let ratios = |r: &Results| {
+        format!(
+            "create {:.2}, noop {:.2}, changed {:.2}",
+            r.ratio(&default, Phase::Create),
+            r.ratio(&default, Phase::Noop),
+            r.ratio(&default, Phase::Changed)
+        )
+    };
+    let without = bench.run(None, false, false)?;
+    without.print("SsaApplier::new().with_dry_run_creates(false)", false);
+    println!(
+        "  ratios without the dry run of new objects: {}",
+        ratios(&without)
+    );
+    for n in concurrency {
+        let r = bench.run(Some(n), true, false)?;
+        r.print(&format!("SsaApplier::with_concurrency({n})"), false);
+        println!("  ratios with concurrency {n}: {}", ratios(&r));
+    }
+    env.check()
+        .context("the control plane died during the bench")?;
+    // The defaults' ratios, last.
     println!(
         "create ratio: {:.2}",
         default.ratio(&default, Phase::Create)
@@ -119,18 +146,6 @@ fn main() -> Result<()> {
         "changed ratio: {:.2}",
         default.ratio(&default, Phase::Changed)
     );
-    for n in concurrency {
-        let r = bench.run(Some(n), false)?;
-        r.print(&format!("SsaApplier::with_concurrency({n})"), false);
-        println!(
-            "  ratios with concurrency {n}: create {:.2}, noop {:.2}, changed {:.2}",
-            r.ratio(&default, Phase::Create),
-            r.ratio(&default, Phase::Noop),
-            r.ratio(&default, Phase::Changed)
-        );
-    }
-    env.check()
-        .context("the control plane died during the bench")?;
     Ok(())
 }
 
@@ -210,9 +225,19 @@ impl Results {
 }
 
 impl Bench<'_> {
-    /// Runs 0..=runs (run 0 not counted) of the three phases; kubectl too when `with_kubectl`.
-    fn run(&self, concurrency: Option<usize>, with_kubectl: bool) -> Result<Results> {
-        let tag = concurrency.map_or_else(|| "d".to_string(), |n| format!("c{n}"));
+    /// Runs 0..=runs (run 0 not counted) of the three phases with an applier of `concurrency`
+    /// (`None`: the default) and [`SsaApplier::with_dry_run_creates`]`(dry_run_creates)`;
+    /// kubectl too when `with_kubectl`.
+    fn run(
+        &self,
+        concurrency: Option<usize>,
+        dry_run_creates: bool,
+        with_kubectl: bool,
+    ) -> Result<Results> {
+        let mut tag = concurrency.map_or_else(|| "d".to_string(), |n| format!("c{n}"));
+        if !dry_run_creates {
+            tag.push_str("-nodry");
+        }
         let mut ours: [Vec<Duration>; 3] = Default::default();
         let mut theirs: [Vec<Duration>; 3] = Default::default();
         let mut requests: [BTreeMap<String, u64>; 3] = Default::default();
@@ -228,7 +253,8 @@ impl Bench<'_> {
                     .block_on(create_namespace(&self.client, &kubectl_ns))?;
             }
             // A fresh applier per run, as a fresh process would have (discovery not cached).
-            let mut applier = SsaApplier::new(self.client.clone());
+            let mut applier =
+                SsaApplier::new(self.client.clone()).with_dry_run_creates(dry_run_creates);
             if let Some(n) = concurrency {
                 applier = applier.with_concurrency(n);
             }
