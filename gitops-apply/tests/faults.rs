@@ -6,7 +6,8 @@
 //! the object's `Kind/namespace/name` and the server's message, and nothing is pruned: the
 //! previous inventory is kept and its objects stay. An API server killed in the middle of an
 //! apply fails the reconcile retryably without pruning, and the next reconcile after it is back
-//! converges.
+//! converges. Objects a failed apply wrote before failing join the kept inventory, so they are
+//! pruned once they leave the desired state.
 //!
 //! The source and the renderer are minimal in-process pieces: the source archives the desired
 //! objects as JSON into a real artifact (a new revision each time the test changes them) and the
