@@ -99,6 +99,13 @@ pub struct OperatorConfig {
     /// on the operator's cluster (`spec.serviceAccountName`, `default_service_account`) builds
     /// a client from it; `None`: such a Kustomization is Ready=False saying so.
     pub kube_config: Option<kube::Config>,
+    /// Allow `exec` users in the kubeconfigs of `spec.kubeConfig.secretRef` (Flux's
+    /// `--insecure-kubeconfig-exec`): the operator then runs the command the Secret names to
+    /// get credentials. Default: refused, as in Flux.
+    pub insecure_kubeconfig_exec: bool,
+    /// Allow `insecure-skip-tls-verify` in those kubeconfigs (Flux's
+    /// `--insecure-kubeconfig-tls`). Default: refused, as in Flux.
+    pub insecure_kubeconfig_tls: bool,
 }
 
 impl Default for OperatorConfig {
@@ -111,6 +118,8 @@ impl Default for OperatorConfig {
             no_cross_namespace_refs: false,
             default_service_account: None,
             kube_config: None,
+            insecure_kubeconfig_exec: false,
+            insecure_kubeconfig_tls: false,
         }
     }
 }
@@ -1689,12 +1698,18 @@ fn kubeconfig_value(
 }
 
 /// The client configuration of a kubeconfig from a Secret. The kubeconfig must be
-/// self-contained: `exec` and `auth-provider` users (which would run commands or plugins in the
-/// operator, refused by Flux unless `--insecure-kubeconfig-exec`), file references
-/// (`tokenFile`, `client-certificate`, `client-key`, `certificate-authority`, which would read
-/// the operator's files) and `insecure-skip-tls-verify` (Flux: `--insecure-kubeconfig-tls`)
-/// are refused.
-async fn remote_config(bytes: &[u8], secret: &str, key: &str) -> Result<kube::Config, TargetError> {
+/// self-contained: `exec` users (which would run a command in the operator; allowed with
+/// [`OperatorConfig::insecure_kubeconfig_exec`], Flux's `--insecure-kubeconfig-exec`),
+/// `auth-provider` users (plugins, always refused), file references (`tokenFile`,
+/// `client-certificate`, `client-key`, `certificate-authority`, which would read the operator's
+/// files; always refused) and `insecure-skip-tls-verify` (allowed with
+/// [`OperatorConfig::insecure_kubeconfig_tls`], Flux's `--insecure-kubeconfig-tls`) are refused.
+async fn remote_config(
+    bytes: &[u8],
+    secret: &str,
+    key: &str,
+    config: &OperatorConfig,
+) -> Result<kube::Config, TargetError> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
     let invalid = |reason: String| TargetError::Invalid {
         secret: secret.to_string(),
@@ -1708,7 +1723,7 @@ async fn remote_config(bytes: &[u8], secret: &str, key: &str) -> Result<kube::Co
     for user in &kc.auth_infos {
         let Some(a) = &user.auth_info else { continue };
         let refused = [
-            ("exec", a.exec.is_some()),
+            ("exec", a.exec.is_some() && !config.insecure_kubeconfig_exec),
             ("auth-provider", a.auth_provider.is_some()),
             ("tokenFile", a.token_file.is_some()),
             ("client-certificate", a.client_certificate.is_some()),
@@ -1716,8 +1731,13 @@ async fn remote_config(bytes: &[u8], secret: &str, key: &str) -> Result<kube::Co
         ];
         if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
             return Err(invalid(format!(
-                "user '{}' sets '{field}', which is not allowed (the kubeconfig must carry its credentials as data)",
-                user.name
+                "user '{}' sets '{field}', which is not allowed (the kubeconfig must carry its credentials as data{})",
+                user.name,
+                if *field == "exec" {
+                    "; the operator's --insecure-kubeconfig-exec allows exec"
+                } else {
+                    ""
+                }
             )));
         }
     }
@@ -1729,9 +1749,9 @@ async fn remote_config(bytes: &[u8], secret: &str, key: &str) -> Result<kube::Co
                 cluster.name
             )));
         }
-        if c.insecure_skip_tls_verify == Some(true) {
+        if c.insecure_skip_tls_verify == Some(true) && !config.insecure_kubeconfig_tls {
             return Err(invalid(format!(
-                "cluster '{}' sets 'insecure-skip-tls-verify', which is not allowed",
+                "cluster '{}' sets 'insecure-skip-tls-verify', which is not allowed (the operator's --insecure-kubeconfig-tls allows it)",
                 cluster.name
             )));
         }
@@ -1781,7 +1801,7 @@ async fn target_applier(
     }
     let client = match (&key.kubeconfig, kubeconfig) {
         (Some((secret, k, _)), Some(bytes)) => {
-            let mut config = match remote_config(&bytes, secret, k).await {
+            let mut config = match remote_config(&bytes, secret, k, &ctx.config).await {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(e)),
             };
@@ -2481,6 +2501,7 @@ mod tests {
 
     #[tokio::test]
     async fn kubeconfigs_that_run_commands_or_read_files_are_refused() {
+        let strict = OperatorConfig::default();
         let kubeconfig = |user: serde_json::Value| {
             serde_json::json!({
                 "apiVersion": "v1", "kind": "Config", "current-context": "c",
@@ -2491,7 +2512,7 @@ mod tests {
             .to_string()
         };
         let ok = kubeconfig(serde_json::json!({"token": "t0k3n-value"}));
-        let config = remote_config(ok.as_bytes(), "ns/kc", "value")
+        let config = remote_config(ok.as_bytes(), "ns/kc", "value", &strict)
             .await
             .unwrap();
         assert_eq!(config.cluster_url.to_string(), "https://127.0.0.1:6443/");
@@ -2510,7 +2531,7 @@ mod tests {
                 "client-certificate",
             ),
         ] {
-            let err = remote_config(kubeconfig(user).as_bytes(), "ns/kc", "value")
+            let err = remote_config(kubeconfig(user).as_bytes(), "ns/kc", "value", &strict)
                 .await
                 .unwrap_err()
                 .to_string();
@@ -2525,13 +2546,48 @@ mod tests {
             "\"server\":\"https://127.0.0.1:6443\",\"insecure-skip-tls-verify\":true",
         );
         assert_ne!(insecure, ok);
-        let err = remote_config(insecure.as_bytes(), "ns/kc", "value")
+        let err = remote_config(insecure.as_bytes(), "ns/kc", "value", &strict)
             .await
             .unwrap_err()
             .to_string();
         assert!(err.contains("'insecure-skip-tls-verify'"), "{err}");
+        // Flux's opt-ins: --insecure-kubeconfig-tls and --insecure-kubeconfig-exec.
+        let lax = OperatorConfig {
+            insecure_kubeconfig_tls: true,
+            insecure_kubeconfig_exec: true,
+            ..OperatorConfig::default()
+        };
+        let config = remote_config(insecure.as_bytes(), "ns/kc", "value", &lax)
+            .await
+            .unwrap();
+        assert!(config.accept_invalid_certs);
+        let exec = kubeconfig(
+            serde_json::json!({"exec": {"apiVersion": "client.authentication.k8s.io/v1",
+                                        "command": "/bin/sh", "args": ["-c", "id"]}}),
+        );
+        let config = remote_config(exec.as_bytes(), "ns/kc", "value", &lax)
+            .await
+            .unwrap();
+        assert!(config.auth_info.exec.is_some());
+        // Files and plugins stay refused with both opt-ins.
+        for (user, field) in [
+            (
+                serde_json::json!({"tokenFile": "/var/run/secrets/token"}),
+                "tokenFile",
+            ),
+            (
+                serde_json::json!({"auth-provider": {"name": "oidc", "config": {}}}),
+                "auth-provider",
+            ),
+        ] {
+            let err = remote_config(kubeconfig(user).as_bytes(), "ns/kc", "value", &lax)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("'{field}'")), "{err}");
+        }
         // A value that is no kubeconfig: named, never quoted.
-        let err = remote_config(b"users: [t0k3n-value", "ns/kc", "value")
+        let err = remote_config(b"users: [t0k3n-value", "ns/kc", "value", &strict)
             .await
             .unwrap_err()
             .to_string();

@@ -46,6 +46,14 @@ struct Args {
     /// (Flux's `--default-service-account`).
     #[arg(long)]
     default_service_account: Option<String>,
+    /// Allow `exec` users in the kubeconfigs of `spec.kubeConfig.secretRef`: the operator runs
+    /// the command the Secret names (Flux's `--insecure-kubeconfig-exec`).
+    #[arg(long)]
+    insecure_kubeconfig_exec: bool,
+    /// Allow `insecure-skip-tls-verify` in the kubeconfigs of `spec.kubeConfig.secretRef`
+    /// (Flux's `--insecure-kubeconfig-tls`).
+    #[arg(long)]
+    insecure_kubeconfig_tls: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -74,6 +82,8 @@ async fn main() -> Result<()> {
         no_cross_namespace_refs: args.no_cross_namespace_refs,
         default_service_account: args.default_service_account,
         kube_config: Some(kube_config),
+        insecure_kubeconfig_exec: args.insecure_kubeconfig_exec,
+        insecure_kubeconfig_tls: args.insecure_kubeconfig_tls,
         ..OperatorConfig::default()
     };
     tracing::info!(storage = %args.storage_path.display(), "serving GitRepository, OCIRepository, Bucket, HelmChart and Kustomization");
