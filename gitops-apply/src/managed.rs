@@ -1,58 +1,79 @@
-//! The no-op fast path of [`crate::SsaApplier`]: decides from the live object's
+//! The no-op fast path of [`crate::SsaApplier`]: decides from the live object and its
 //! `managedFields` alone that a server-side apply would change nothing, so neither the dry run
 //! nor the apply is sent.
 //!
 //! fluxcd/pkg ssa (`ResourceManager.Apply`/`ApplyAll`) dry-runs every object and compares the
-//! result with the live object (`hasDrifted`). The dry run is needed when the desired object
-//! differs from what we applied last, or when someone else changed our fields; but when the
-//! live object still carries exactly what we sent last time, the dry run can only come back
-//! equal to the live object. This module recognises that case conservatively:
+//! result with the live object (`hasDrifted`, values only, server metadata left out). The dry
+//! run is needed when the desired object differs from the live one, or when someone else
+//! changed our fields; but when the live object already holds every value the desired object
+//! sets, and we own no field the desired object leaves out, the dry run can only come back
+//! equal to the live object. This module recognises that case conservatively, walking the
+//! desired object beside the live one and the field manager's set of owned fields
+//! ([`FieldsV1`](https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management)):
 //!
 //! - the field manager's `Apply` entry (no subresource, the desired object's apiVersion, and no
-//!   other entry of that manager) names the set of fields we own ([`FieldsV1`](https://kubernetes.io/docs/reference/using-api/server-side-apply/#field-management));
-//! - the live object projected onto that set ([`project`]) must equal the desired object
-//!   without `apiVersion`, `kind`, `metadata.name` and `metadata.namespace`.
+//!   other entry of that manager) names the set of fields we own;
+//! - every field the desired object sets must hold the same value in the live object, whether
+//!   we own it or not (a field someone else owns with the same value: the apply would only
+//!   share its ownership, and the dry-run comparison says "unchanged" too); values compare
+//!   exactly, except resource quantities of built-in kinds (`resources.limits`/`requests`,
+//!   `sizeLimit`), which compare by amount (`2000m` is stored as `2`, `1024Mi` as `1Gi`);
+//! - list items are matched through our set's `k:{...}` and `v:...` keys; a key field the
+//!   desired item leaves out matches the API server's default (`protocol: TCP`, the one key
+//!   field Kubernetes defaults), and the items must keep the live list's order;
+//! - a field we own that the desired object leaves out must be absent from the live object
+//!   (else the apply would remove it).
 //!
 //! Why that is safe: applying the desired object sets the fields it names (each already has
-//! that value, since the projection equals it) and removes the fields we own but no longer
-//! send (none: every owned field present in the live object is in the projection, hence in the
-//! desired object). So the apply would leave the object as it is, which is exactly what the dry
-//! run would have shown. When another manager changed one of our fields (`kubectl edit`, a
-//! plain patch with another field manager), the Update took that field from our set, so the
-//! projection lacks it and differs; a field we stopped sending but still own makes the
-//! projection bigger; values the server normalises (quantities such as `1000m` stored as `1`,
-//! `stringData` stored in `data`), list items in another order, defaulted key fields, `null`s
-//! or empty maps in the desired object make them differ too. Every "differ" means the caller
-//! falls back to the dry run, which decides as before; unknown shapes in the field set (`i:`
-//! keys, malformed keys, a key matching two list items) give up the same way. The one thing
-//! a projection cannot see is a mutating admission webhook that would change the object again
-//! on every apply; such an object would flap between managers anyway.
+//! that value) and removes the fields we own but no longer send (none is present). So the apply
+//! would leave the object's values as they are, which is exactly what the dry run would have
+//! shown. When another manager changed one of our fields (`kubectl edit`, a plain patch with
+//! another field manager), the live value differs from the desired one; a field we stopped
+//! sending but still own is still in the live object; values the server normalises other than
+//! quantities (`stringData` stored in `data`, pruned unknown fields of custom resources), list
+//! items in another order, list items we do not own, `null`s in the desired object make the
+//! walk fail too. Every failure means the caller falls back to the dry run, which decides as
+//! before; unknown shapes in the field set (`i:` keys, malformed keys, a key matching two list
+//! items) give up the same way. The one thing the walk cannot see is a mutating admission
+//! webhook that would change the object again on every apply; such an object would flap
+//! between managers anyway.
 
 use kube::api::DynamicObject;
 use serde_json::{Map, Value};
 
+/// Key fields of associative lists that the API server defaults when an applied item leaves
+/// them out, with the default (`ports[].protocol` of containers, Services, EndpointSlices...).
+const DEFAULTED_KEY_FIELDS: &[(&str, &str)] = &[("protocol", "TCP")];
+
+/// API groups whose resource quantities the API server stores in canonical form (`2000m` as
+/// `2`): the built-in groups with pod templates, PersistentVolumeClaims and quotas. Custom
+/// resources are stored as sent.
+const QUANTITY_GROUPS: &[&str] = &["", "apps", "batch", "extensions"];
+
 /// Whether applying `desired` (the payload sent, with apiVersion, kind, metadata.name and,
 /// for namespaced kinds, metadata.namespace) with field manager `manager` would leave `live`
-/// unchanged, judged from `live`'s `managedFields` without asking the server. `false` means
-/// "don't know": the caller dry-runs. See the module documentation.
+/// unchanged, judged from `live` and its `managedFields` without asking the server. `false`
+/// means "don't know": the caller dry-runs. See the module documentation.
 pub(crate) fn applied_unchanged(live: &DynamicObject, desired: &Value, manager: &str) -> bool {
     let Some(api_version) = desired.get("apiVersion").and_then(Value::as_str) else {
         return false;
     };
-    let Some(fields) = owned_fields(live, manager, api_version) else {
+    let Some(Value::Object(owned)) = owned_fields(live, manager, api_version) else {
         return false;
     };
     let Ok(live) = serde_json::to_value(live) else {
         return false;
     };
-    let Some(projected) = fields
-        .as_object()
-        .and_then(|set| project(&live, set))
-        .map(without_identity)
-    else {
-        return false;
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    let walk = Walk {
+        quantities: QUANTITY_GROUPS.contains(&group),
     };
-    projected == without_identity(desired.clone())
+    walk.unchanged(
+        &without_identity(desired.clone()),
+        &live,
+        Some(owned),
+        &mut Vec::new(),
+    )
 }
 
 /// The `fieldsV1` of `manager`'s `Apply` entry on the main resource (no subresource) at
@@ -81,7 +102,9 @@ fn owned_fields<'a>(
 }
 
 /// `object` without `apiVersion`, `kind`, `metadata.name` and `metadata.namespace` (what
-/// managedFields never name), and without `metadata` when nothing else is left in it.
+/// managedFields never name and the live object holds by construction), without a `null`
+/// `metadata.creationTimestamp` (as generated manifests carry; the server ignores it), and
+/// without `metadata` when nothing else is left in it.
 fn without_identity(mut object: Value) -> Value {
     if let Some(m) = object.as_object_mut() {
         m.remove("apiVersion");
@@ -89,6 +112,9 @@ fn without_identity(mut object: Value) -> Value {
         if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
             md.remove("name");
             md.remove("namespace");
+            if md.get("creationTimestamp").is_some_and(Value::is_null) {
+                md.remove("creationTimestamp");
+            }
             if md.is_empty() {
                 m.remove("metadata");
             }
@@ -97,65 +123,248 @@ fn without_identity(mut object: Value) -> Value {
     object
 }
 
-/// `value` keeping only the fields a FieldsV1 `set` names: `f:NAME` keys of a map, list items
-/// by `k:{...}` (the item whose key fields have those values) or `v:VALUE` (the item equal to
-/// it), in the live list's order; `.` (the item or map itself) is implied. A set with no
-/// child keys (`{}` or `{".": {}}`) names the whole value. Owned fields missing from `value`
-/// are left out. `None` when the set does not fit the value's shape or cannot be read (`i:`
-/// keys, unparsable keys, a key matching more than one item), so the caller gives up.
-pub(crate) fn project(value: &Value, set: &Map<String, Value>) -> Option<Value> {
-    let children: Vec<(&String, &Value)> = set.iter().filter(|(k, _)| *k != ".").collect();
-    if children.is_empty() {
-        return Some(value.clone());
-    }
-    match value {
-        Value::Object(map) => {
-            let mut out = Map::new();
-            for (key, child) in children {
-                let name = key.strip_prefix("f:")?;
-                if let Some(v) = map.get(name) {
-                    out.insert(name.to_string(), project(v, child.as_object()?)?);
-                }
-            }
-            Some(Value::Object(out))
-        }
-        Value::Array(items) => {
-            let mut picked: Vec<(usize, Value)> = Vec::new();
-            for (key, child) in children {
-                let matches: Vec<usize> = if let Some(k) = key.strip_prefix("k:") {
-                    let Value::Object(wanted) = serde_json::from_str::<Value>(k).ok()? else {
-                        return None;
+/// The walk of a desired object beside the live one and our owned fields.
+struct Walk {
+    /// Whether resource quantities compare by amount (a built-in kind).
+    quantities: bool,
+}
+
+impl Walk {
+    /// Whether applying `desired` over `live`, where we own `owned` (`None`: nothing here),
+    /// changes no value. `path` holds the map keys walked so far (list items add nothing).
+    fn unchanged(
+        &self,
+        desired: &Value,
+        live: &Value,
+        owned: Option<&Map<String, Value>>,
+        path: &mut Vec<String>,
+    ) -> bool {
+        // A set with no child keys (`{}` or `{".": {}}`) owns the value whole; a value we do
+        // not own must simply be equal.
+        let children = owned.filter(|set| set.keys().any(|k| k != "."));
+        let Some(set) = children else {
+            return self.equal(desired, live, path);
+        };
+        match (desired, live) {
+            (Value::Object(d), Value::Object(l)) => {
+                for key in set.keys().filter(|k| *k != ".") {
+                    // Only `f:` keys name map fields; one we own and no longer send must be
+                    // gone already.
+                    let Some(name) = key.strip_prefix("f:") else {
+                        return false;
                     };
-                    indices(items, |item| {
-                        item.as_object()
-                            .is_some_and(|o| wanted.iter().all(|(f, v)| o.get(f) == Some(v)))
-                    })
-                } else if let Some(v) = key.strip_prefix("v:") {
-                    let wanted: Value = serde_json::from_str(v).ok()?;
-                    indices(items, |item| *item == wanted)
-                } else {
-                    return None;
-                };
-                match matches[..] {
-                    [] => {}
-                    [i] => picked.push((i, project(&items[i], child.as_object()?)?)),
-                    _ => return None,
+                    if !d.contains_key(name) && l.contains_key(name) {
+                        return false;
+                    }
                 }
+                d.iter().all(|(name, dv)| {
+                    let Some(lv) = l.get(name) else {
+                        return false;
+                    };
+                    let child = match set.get(&format!("f:{name}")) {
+                        None => None,
+                        Some(Value::Object(c)) => Some(c),
+                        Some(_) => return false,
+                    };
+                    path.push(name.clone());
+                    let same = self.unchanged(dv, lv, child, path);
+                    path.pop();
+                    same
+                })
             }
-            picked.sort_by_key(|(i, _)| *i);
-            Some(Value::Array(picked.into_iter().map(|(_, v)| v).collect()))
+            (Value::Array(d), Value::Array(l)) => self.list_unchanged(d, l, set, path),
+            _ => false,
         }
-        _ => None,
+    }
+
+    /// An associative or set list: each desired item must match exactly one of our keys and
+    /// exactly one live item, in the live order; our keys that no desired item matches must
+    /// have no live item.
+    fn list_unchanged(
+        &self,
+        desired: &[Value],
+        live: &[Value],
+        set: &Map<String, Value>,
+        path: &mut Vec<String>,
+    ) -> bool {
+        let mut keys: Vec<(Key, &Map<String, Value>, bool)> = Vec::new();
+        for (key, child) in set.iter().filter(|(k, _)| *k != ".") {
+            let (Some(key), Value::Object(child)) = (Key::parse(key), child) else {
+                return false;
+            };
+            keys.push((key, child, false));
+        }
+        let mut last: Option<usize> = None;
+        for item in desired {
+            let mut matching = keys.iter_mut().filter(|(k, _, _)| k.matches_desired(item));
+            let (Some((key, child, used)), None) = (matching.next(), matching.next()) else {
+                return false;
+            };
+            let mut at = live.iter().enumerate().filter(|(_, l)| key.matches_live(l));
+            let (Some((i, live_item)), None) = (at.next(), at.next()) else {
+                return false;
+            };
+            if *used || last.is_some_and(|j| i <= j) {
+                return false;
+            }
+            *used = true;
+            last = Some(i);
+            if !self.unchanged(item, live_item, Some(child), path) {
+                return false;
+            }
+        }
+        keys.iter()
+            .filter(|(_, _, used)| !used)
+            .all(|(key, _, _)| !live.iter().any(|l| key.matches_live(l)))
+    }
+
+    /// Value equality, resource quantities of built-in kinds by amount.
+    fn equal(&self, desired: &Value, live: &Value, path: &[String]) -> bool {
+        if desired == live {
+            return true;
+        }
+        match (desired, live) {
+            (Value::Object(d), Value::Object(l)) => {
+                d.len() == l.len()
+                    && d.iter().all(|(k, dv)| {
+                        l.get(k).is_some_and(|lv| {
+                            let mut p = path.to_vec();
+                            p.push(k.clone());
+                            self.equal(dv, lv, &p)
+                        })
+                    })
+            }
+            (Value::Array(d), Value::Array(l)) => {
+                d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| self.equal(dv, lv, path))
+            }
+            _ => {
+                self.quantities
+                    && is_quantity_path(path)
+                    && quantity(desired).is_some_and(|a| quantity(live) == Some(a))
+            }
+        }
     }
 }
 
-fn indices(items: &[Value], matches: impl Fn(&Value) -> bool) -> Vec<usize> {
-    items
-        .iter()
-        .enumerate()
-        .filter(|(_, item)| matches(item))
-        .map(|(i, _)| i)
-        .collect()
+/// A list item key of a field set: `k:{"name":"web"}` (the key fields' values) or `v:VALUE`.
+enum Key {
+    Fields(Map<String, Value>),
+    Value(Value),
+}
+
+impl Key {
+    fn parse(key: &str) -> Option<Key> {
+        if let Some(k) = key.strip_prefix("k:") {
+            match serde_json::from_str(k).ok()? {
+                Value::Object(fields) if !fields.is_empty() => Some(Key::Fields(fields)),
+                _ => None,
+            }
+        } else {
+            key.strip_prefix("v:")
+                .and_then(|v| serde_json::from_str(v).ok())
+                .map(Key::Value)
+        }
+    }
+
+    /// Whether a desired item is the item of this key: equal key fields, or a key field it
+    /// leaves out whose key value is the server's default.
+    fn matches_desired(&self, item: &Value) -> bool {
+        match self {
+            Key::Value(v) => item == v,
+            Key::Fields(fields) => item.as_object().is_some_and(|o| {
+                fields.iter().all(|(f, v)| match o.get(f) {
+                    Some(given) => given == v,
+                    None => DEFAULTED_KEY_FIELDS
+                        .iter()
+                        .any(|(name, default)| name == f && v.as_str() == Some(default)),
+                })
+            }),
+        }
+    }
+
+    fn matches_live(&self, item: &Value) -> bool {
+        match self {
+            Key::Value(v) => item == v,
+            Key::Fields(fields) => item
+                .as_object()
+                .is_some_and(|o| fields.iter().all(|(f, v)| o.get(f) == Some(v))),
+        }
+    }
+}
+
+/// Whether the map keys `path` lead to a resource quantity: `…resources.limits.<name>`,
+/// `…resources.requests.<name>` (containers, PersistentVolumeClaims) or `…sizeLimit`
+/// (`emptyDir`).
+fn is_quantity_path(path: &[String]) -> bool {
+    match path {
+        [.., r, kind, _] if r == "resources" && (kind == "limits" || kind == "requests") => true,
+        [.., last] => last == "sizeLimit",
+        [] => false,
+    }
+}
+
+/// A Kubernetes resource quantity (`500m`, `2`, `1Gi`, `1.5e3`, `100k`) as an exact amount in
+/// nano-units, or `None` when it does not parse or is finer than a nano-unit.
+fn quantity(value: &Value) -> Option<i128> {
+    let text = match value {
+        Value::String(s) => s.as_str(),
+        Value::Number(n) => return quantity(&Value::String(n.to_string())),
+        _ => return None,
+    };
+    let number_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(number_end);
+    let (negative, digits) = match number.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, number.strip_prefix('+').unwrap_or(number)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole
+            .chars()
+            .chain(fraction.chars())
+            .all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    // The number as mantissa × 10^exp10.
+    let mantissa: i128 = format!("{whole}{fraction}").parse().ok()?;
+    let mut exp10 = -i32::try_from(fraction.len()).ok()?;
+    let mut factor: i128 = 1;
+    match suffix {
+        "" => {}
+        "n" => exp10 -= 9,
+        "u" => exp10 -= 6,
+        "m" => exp10 -= 3,
+        "k" => exp10 += 3,
+        "M" => exp10 += 6,
+        "G" => exp10 += 9,
+        "T" => exp10 += 12,
+        "P" => exp10 += 15,
+        "E" => exp10 += 18,
+        "Ki" => factor = 1 << 10,
+        "Mi" => factor = 1 << 20,
+        "Gi" => factor = 1 << 30,
+        "Ti" => factor = 1 << 40,
+        "Pi" => factor = 1 << 50,
+        "Ei" => factor = 1 << 60,
+        e if e.starts_with(['e', 'E']) => exp10 += e[1..].parse::<i32>().ok()?,
+        _ => return None,
+    }
+    // In nano-units: mantissa × factor × 10^(exp10 + 9), exact or None.
+    let mut amount = mantissa.checked_mul(factor)?;
+    let scale = exp10.checked_add(9)?;
+    if scale >= 0 {
+        amount = amount.checked_mul(10i128.checked_pow(u32::try_from(scale).ok()?)?)?;
+    } else {
+        let divisor = 10i128.checked_pow(u32::try_from(-scale).ok()?)?;
+        if amount % divisor != 0 {
+            return None;
+        }
+        amount /= divisor;
+    }
+    Some(if negative { -amount } else { amount })
 }
 
 #[cfg(test)]
@@ -307,6 +516,18 @@ mod tests {
         let dep_ours = |fields| json!([entry("gitops", "Apply", "apps/v1", fields)]);
         let port = json!([{"containerPort": 80, "protocol": "TCP"}]);
         let cpu = |q: &str| json!({"limits": {"cpu": q}});
+        // What Kubernetes 1.20 records for a port applied without `protocol`: the key holds
+        // the default, `f:protocol` is not ours.
+        let mut defaulted_fields = deployment_fields();
+        defaulted_fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]
+            ["f:ports"]["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"] =
+            json!({".": {}, "f:containerPort": {}});
+        let two_ports = json!([{"containerPort": 80, "protocol": "TCP"},
+                               {"containerPort": 81, "protocol": "TCP"}]);
+        let mut two_port_fields = deployment_fields();
+        two_port_fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]
+            ["f:ports"]["k:{\"containerPort\":81,\"protocol\":\"TCP\"}"] =
+            json!({".": {}, "f:containerPort": {}, "f:protocol": {}});
         let dep_cases: Vec<(&str, DynamicObject, Value, bool)> = vec![
             (
                 "list items keyed by k: equal: skipped",
@@ -330,16 +551,34 @@ mod tests {
                 false,
             ),
             (
-                "a quantity the server normalised",
+                "a quantity the server normalised (2000m stored as 2): skipped",
                 live(
-                    deployment(port.clone(), cpu("1")),
+                    deployment(port.clone(), cpu("2")),
                     dep_ours(deployment_fields()),
                 ),
-                deployment(port.clone(), cpu("1000m")),
+                deployment(port.clone(), cpu("2000m")),
+                true,
+            ),
+            (
+                "a quantity of another amount",
+                live(
+                    deployment(port.clone(), cpu("2")),
+                    dep_ours(deployment_fields()),
+                ),
+                deployment(port.clone(), cpu("200m")),
                 false,
             ),
             (
-                "a defaulted key field the desired object leaves out",
+                "a key field the desired object leaves out, defaulted by the server: skipped",
+                live(
+                    deployment(port.clone(), cpu("1")),
+                    dep_ours(defaulted_fields.clone()),
+                ),
+                deployment(json!([{"containerPort": 80}]), cpu("1")),
+                true,
+            ),
+            (
+                "a defaulted key field we own from an earlier apply that sent it",
                 live(
                     deployment(port.clone(), cpu("1")),
                     dep_ours(deployment_fields()),
@@ -347,39 +586,187 @@ mod tests {
                 deployment(json!([{"containerPort": 80}]), cpu("1")),
                 false,
             ),
+            (
+                "a left-out key field whose live value is not the default",
+                live(
+                    deployment(json!([{"containerPort": 80, "protocol": "UDP"}]), cpu("1")),
+                    dep_ours(
+                        json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                        "k:{\"name\":\"web\"}": {".": {}, "f:name": {}, "f:image": {},
+                            "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"UDP\"}":
+                                {".": {}, "f:containerPort": {}, "f:protocol": {}}},
+                            "f:resources": {"f:limits": {"f:cpu": {}}}}}}}}}),
+                    ),
+                ),
+                deployment(json!([{"containerPort": 80}]), cpu("1")),
+                false,
+            ),
+            (
+                "list items in another order than the live list",
+                live(
+                    deployment(two_ports.clone(), cpu("1")),
+                    dep_ours(two_port_fields.clone()),
+                ),
+                deployment(
+                    json!([{"containerPort": 81, "protocol": "TCP"},
+                           {"containerPort": 80, "protocol": "TCP"}]),
+                    cpu("1"),
+                ),
+                false,
+            ),
+            (
+                "a list item we own, left out of Git, still live",
+                live(
+                    deployment(two_ports.clone(), cpu("1")),
+                    dep_ours(two_port_fields),
+                ),
+                deployment(port.clone(), cpu("1")),
+                false,
+            ),
+            (
+                "a new list item",
+                live(
+                    deployment(port.clone(), cpu("1")),
+                    dep_ours(deployment_fields()),
+                ),
+                deployment(two_ports, cpu("1")),
+                false,
+            ),
         ];
+        // Fields no manager records (`emptyDir: {}`, `securityContext: {}`) and fields of
+        // others holding the desired value compare with the live object.
+        let mut with_empty = deployment(port.clone(), cpu("1"));
+        with_empty["spec"]["template"]["spec"]["volumes"] = json!([{"name": "d", "emptyDir": {}}]);
+        with_empty["spec"]["template"]["spec"]["containers"][0]["securityContext"] = json!({});
+        let mut empty_fields = deployment_fields();
+        empty_fields["f:spec"]["f:template"]["f:spec"]["f:volumes"] =
+            json!({"k:{\"name\":\"d\"}": {".": {}, "f:name": {}}});
+        let mut with_host_path = with_empty.clone();
+        with_host_path["spec"]["template"]["spec"]["volumes"] =
+            json!([{"name": "d", "hostPath": {"path": "/tmp"}}]);
+        let dep_cases = dep_cases.into_iter().chain([
+            (
+                "empty maps the server records no owner for: skipped",
+                live(with_empty.clone(), dep_ours(empty_fields.clone())),
+                with_empty.clone(),
+                true,
+            ),
+            (
+                "an empty map the live object does not hold",
+                live(with_host_path, dep_ours(empty_fields)),
+                with_empty,
+                false,
+            ),
+        ]);
+        // Custom resources are stored as sent: quantities compare as text.
+        let widget = |q: &str| {
+            json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                   "metadata": {"name": "w", "namespace": "default"},
+                   "spec": {"resources": {"limits": {"cpu": q}}}})
+        };
+        let widget_fields = json!([entry(
+            "gitops",
+            "Apply",
+            "example.com/v1",
+            json!({"f:spec": {"f:resources": {"f:limits": {"f:cpu": {}}}}})
+        )]);
+        let dep_cases = dep_cases.chain([
+            (
+                "a custom resource's quantity in another form",
+                live(widget("2"), widget_fields.clone()),
+                widget("2000m"),
+                false,
+            ),
+            (
+                "a custom resource unchanged: skipped",
+                live(widget("2"), widget_fields),
+                widget("2"),
+                true,
+            ),
+        ]);
         for (name, live, desired, skip) in cases.into_iter().chain(dep_cases) {
             assert_eq!(applied_unchanged(&live, &desired, "gitops"), skip, "{name}");
         }
     }
 
     #[test]
-    fn projection_keeps_owned_fields_and_list_order() {
-        let value = json!({"a": 1, "b": {"c": 2, "d": 3},
-                           "l": [{"k": "x", "v": 1, "o": 0}, {"k": "y", "v": 2}],
-                           "s": ["p", "q", "r"], "atomic": [3, 1, 2]});
-        let set = json!({"f:b": {".": {}, "f:c": {}},
-                         "f:l": {"k:{\"k\":\"y\"}": {".": {}, "f:k": {}},
-                                 "k:{\"k\":\"x\"}": {".": {}, "f:k": {}, "f:v": {}}},
-                         "f:s": {"v:\"r\"": {}, "v:\"p\"": {}},
-                         "f:atomic": {}, "f:missing": {}});
-        assert_eq!(
-            project(&value, set.as_object().unwrap()),
-            Some(json!({"b": {"c": 2}, "l": [{"k": "x", "v": 1}, {"k": "y"}],
-                        "s": ["p", "r"], "atomic": [3, 1, 2]}))
+    fn set_lists_and_unreadable_field_sets() {
+        let obj = |s: Value| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "x", "namespace": "default", "finalizers": s}})
+        };
+        let fields = |set: Value| {
+            json!([entry(
+                "gitops",
+                "Apply",
+                "v1",
+                json!({"f:metadata": {"f:finalizers": set}})
+            )])
+        };
+        let both = json!({".": {}, "v:\"a\"": {}, "v:\"b\"": {}});
+        let ok = |live_list: Value, set: Value, desired: Value| {
+            applied_unchanged(&live(obj(live_list), fields(set)), &obj(desired), "gitops")
+        };
+        assert!(ok(json!(["a", "b"]), both.clone(), json!(["a", "b"])));
+        assert!(
+            ok(json!(["a", "x", "b"]), both.clone(), json!(["a", "b"])),
+            "others' items stay"
         );
-        // Shapes the projection cannot read: the caller dry-runs.
+        assert!(
+            !ok(json!(["b", "a"]), both.clone(), json!(["a", "b"])),
+            "order"
+        );
+        assert!(
+            !ok(json!(["a", "b"]), both.clone(), json!(["a"])),
+            "b is ours, still live"
+        );
+        assert!(
+            !ok(json!(["a", "b"]), both, json!(["a", "b", "c"])),
+            "c is new"
+        );
+        // Field sets the walk cannot read: the caller dry-runs.
         for set in [
-            json!({"f:l": {"i:0": {}}}),
-            json!({"f:l": {"k:not json": {}}}),
-            json!({"f:a": {"f:x": {}}}),
+            json!({"i:0": {}}),
+            json!({"k:not json": {}}),
+            json!({"k:{}": {}}),
             json!({"x:a": {}}),
-            json!({"f:s": {"f:x": {}}}),
         ] {
-            assert_eq!(project(&value, set.as_object().unwrap()), None, "{set}");
+            assert!(!ok(json!(["a"]), set.clone(), json!(["a"])), "{set}");
         }
-        let twice = json!([{"k": 1}, {"k": 1}]);
-        let set = json!({"k:{\"k\":1}": {"f:k": {}}});
-        assert_eq!(project(&twice, set.as_object().unwrap()), None);
+        // A key matching two live items.
+        assert!(!ok(json!(["a", "a"]), json!({"v:\"a\"": {}}), json!(["a"])));
+    }
+
+    #[test]
+    fn quantities_compare_by_amount() {
+        let q = |s: &str| quantity(&json!(s));
+        let same = [
+            ("2", "2000m"),
+            ("1Gi", "1024Mi"),
+            ("0.5", "500m"),
+            ("1k", "1000"),
+            ("1e3", "1k"),
+            ("1.5Gi", "1536Mi"),
+            ("100n", "0.0000001"),
+            ("-1", "-1000m"),
+        ];
+        for (a, b) in same {
+            assert!(q(a).is_some() && q(a) == q(b), "{a} = {b}");
+        }
+        assert_eq!(quantity(&json!(2)), q("2"));
+        assert_ne!(q("1G"), q("1Gi"));
+        assert_ne!(q("100m"), q("1"));
+        for bad in ["", "m", "1x", "1.2.3", "1Q", "0.1n", "abc", "1e"] {
+            assert_eq!(q(bad), None, "{bad}");
+        }
+        assert!(is_quantity_path(
+            &["spec", "resources", "requests", "storage"].map(String::from)
+        ));
+        assert!(is_quantity_path(
+            &["emptyDir", "sizeLimit"].map(String::from)
+        ));
+        assert!(!is_quantity_path(
+            &["spec", "limits", "cpu"].map(String::from)
+        ));
     }
 }

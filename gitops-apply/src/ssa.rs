@@ -65,13 +65,15 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 /// The no-op fast path replaces fluxcd/pkg ssa's per-object dry run and `hasDrifted`
 /// comparison for objects nobody changed: when the live object exists, is not excluded, not
 /// `ssa: IfNotPresent`, has nothing to take over from kubectl or
-/// `before-first-apply` (unless `ssa: Merge`), and the fields our `Apply` entry in
-/// `managedFields` owns hold exactly the desired object, the apply could change nothing, so
-/// the dry run could only say `unchanged`. Anything else (a changed value, a field another
-/// manager took with an Update, a field we still own but no longer send, list order, values
-/// the server normalises) goes through the dry run as before; the reasoning is in the source
-/// of `gitops_apply::managed`. A no-op reconcile of a stage of many objects thus costs one
-/// LIST per resource and namespace.
+/// `before-first-apply` (unless `ssa: Merge`), the live object holds every value the desired
+/// object sets (resource quantities of built-in kinds by amount, `2000m` = `2`; a left-out
+/// `protocol` list key as its default `TCP`), and no field our `Apply` entry in
+/// `managedFields` owns is left out of the desired object but still live, the apply could
+/// change nothing, so the dry run could only say `unchanged`. Anything else (a changed value,
+/// a field we still own but no longer send, list order, list items we do not own, values the
+/// server normalises otherwise) goes through the dry run as before; the reasoning is in the
+/// source of `gitops_apply::managed`. A no-op reconcile of a stage of many objects thus costs
+/// one LIST per resource and namespace.
 pub struct SsaApplier {
     pub(crate) client: kube::Client,
     pub(crate) field_manager: String,

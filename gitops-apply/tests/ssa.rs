@@ -55,7 +55,8 @@ async fn apply_reports_created_unchanged_configured_and_prunes_only_owned_object
         .start()
         .await
         .unwrap();
-    let applier = SsaApplier::new(env.client());
+    let requests = RequestLog::new();
+    let applier = SsaApplier::new(requests.client(env.kube_config()).unwrap());
 
     let objs = podinfo();
     let cs = applier.apply_all_staged(&objs).await.unwrap();
@@ -75,11 +76,19 @@ async fn apply_reports_created_unchanged_configured_and_prunes_only_owned_object
         .metadata
         .resource_version;
 
-    // Same objects again: the dry run shows no drift, nothing is written.
+    // Same objects again: nothing is written, and not even a dry run is sent: each live
+    // object holds what we applied (the Deployment's `cpu: 2000m` stored as `2`, its
+    // `emptyDir: {}` recorded for no manager).
+    requests.clear();
     let cs = applier.apply_all_staged(&objs).await.unwrap();
     assert!(
         cs.entries.iter().all(|e| e.action == Action::Unchanged),
         "{cs}"
+    );
+    let sent: Vec<String> = requests.take().iter().map(|r| r.verb()).collect();
+    assert!(
+        sent.iter().all(|v| v == "GET"),
+        "only the GETs of the three objects: {sent:?}"
     );
     assert_eq!(
         deployments
