@@ -88,10 +88,22 @@ impl Tenancy {
         files: &[(&str, &str)],
         default_service_account: Option<&str>,
     ) -> Result<Tenancy> {
+        Tenancy::start_config(
+            files,
+            OperatorConfig {
+                default_service_account: default_service_account.map(str::to_string),
+                ..OperatorConfig::default()
+            },
+        )
+        .await
+    }
+
+    /// [`Tenancy::start`] with the operator configured by `config` (its
+    /// `dependency_requeue` set to 1 s).
+    async fn start_config(files: &[(&str, &str)], config: OperatorConfig) -> Result<Tenancy> {
         let w = World::start_with(OperatorConfig {
             dependency_requeue: Duration::from_secs(1),
-            default_service_account: default_service_account.map(str::to_string),
-            ..OperatorConfig::default()
+            ..config
         })
         .await?;
         let content = w.tmp.path().join("content");
@@ -504,5 +516,67 @@ async fn kube_config_secret_applies_to_the_remote_cluster() -> Result<()> {
         let message = e.message.unwrap_or_default();
         assert!(!message.contains(&token), "an event carries the token");
     }
+    Ok(())
+}
+
+/// Flux's opt-ins for kubeconfigs a Secret may not carry by default: with
+/// `--insecure-kubeconfig-tls` a kubeconfig that skips certificate verification, and with
+/// `--insecure-kubeconfig-exec` one whose user runs a command for its token, both apply to the
+/// remote cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_kubeconfigs_apply_with_flux_opt_ins() -> Result<()> {
+    let t = Tenancy::start_config(
+        &[("remote/a.yaml", &configmap("remote-a", "default"))],
+        OperatorConfig {
+            insecure_kubeconfig_tls: true,
+            insecure_kubeconfig_exec: true,
+            ..OperatorConfig::default()
+        },
+    )
+    .await?;
+    let remote = TestEnv::builder()
+        .controller_manager(false)
+        .node_simulator(false)
+        .start()
+        .await?;
+    let path = t.w.tmp.path().join("remote.kubeconfig");
+    remote.write_kubeconfig(&path)?;
+    let mut kubeconfig: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&path)?)?;
+    // No CA: certificates are not verified. The token comes from a command.
+    let cluster = &mut kubeconfig["clusters"][0]["cluster"];
+    cluster
+        .as_object_mut()
+        .expect("a cluster")
+        .remove("certificate-authority-data");
+    cluster["insecure-skip-tls-verify"] = serde_json::json!(true);
+    let user = &mut kubeconfig["users"][0]["user"];
+    let token = user["token"].as_str().expect("a token").to_string();
+    let credential = serde_json::json!({
+        "apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
+        "status": {"token": token}});
+    *user = serde_json::json!({"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1beta1",
+        "command": "/bin/sh", "args": ["-c", format!("echo '{credential}'")]}});
+    t.w.create::<Secret>(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "insecure-kubeconfig", "namespace": NS},
+        "stringData": {"value": serde_yaml_ng::to_string(&kubeconfig)?}
+    }))
+    .await?;
+    t.create_kustomization(
+        "remote",
+        serde_json::json!({"path": "./remote", "targetNamespace": "default",
+                           "kubeConfig": {"secretRef": {"name": "insecure-kubeconfig"}}}),
+    )
+    .await?;
+    let ks = t
+        .until_ks("remote", "Ready", |k| {
+            k.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
+        })
+        .await?;
+    assert_eq!(inventory(&ks), ["default_remote-a__ConfigMap"]);
+    let remote_cms: Api<ConfigMap> = Api::namespaced(remote.client(), "default");
+    assert!(remote_cms.get_opt("remote-a").await?.is_some());
     Ok(())
 }
