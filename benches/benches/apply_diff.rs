@@ -14,7 +14,10 @@
 //!   from the GET, the dry-run result) into `kube::api::DynamicObject`;
 //! - `apply_diff_unchanged` / `apply_diff_changed`: `drift_paths` (the object minus `metadata`
 //!   and `status`, plus labels and annotations, walked to the differing paths), with live and
-//!   dry-run equal (a no-op reconcile: everything compared) or one `data` field changed.
+//!   dry-run equal (a no-op reconcile: everything compared) or one `data` field changed;
+//! - `apply_noop_check`: `gitops_apply::managed::applied_unchanged`, the no-op fast path that
+//!   decides from the live object and our `managedFields` entry that the dry run can be
+//!   skipped (every object passes: a no-op reconcile).
 
 use std::hint::black_box;
 
@@ -101,7 +104,7 @@ fn live(desired: &Value, i: usize) -> Value {
         "managedFields".into(),
         json!([
             {"manager": "gitops", "operation": "Apply", "apiVersion": desired["apiVersion"], "time": "2026-11-23T15:00:00Z",
-             "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {"f:app.kubernetes.io/name": {}, "f:app.kubernetes.io/part-of": {}}}, "f:spec": {".": {}}}},
+             "fieldsType": "FieldsV1", "fieldsV1": applied_fields(desired)},
             {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": desired["apiVersion"], "time": "2026-11-23T15:00:01Z",
              "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {".": {}}}, "subresource": "status"}
         ]),
@@ -111,6 +114,57 @@ fn live(desired: &Value, i: usize) -> Value {
             "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]});
     }
     v
+}
+
+/// The FieldsV1 set the API server records for an apply of `desired`: every field it sets,
+/// list items by their Kubernetes keys (`containers`, `env`, `volumes` by `name`, `ports` by
+/// port and protocol), other lists whole (atomic), without the object's identity.
+fn applied_fields(desired: &Value) -> Value {
+    fn set(value: &Value, field: &str) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (format!("f:{k}"), set(v, k)))
+                    .collect(),
+            ),
+            Value::Array(items) if ["containers", "env", "volumes", "ports"].contains(&field) => {
+                let key = |item: &Value| -> Value {
+                    let names: &[&str] = match (field, item.get("containerPort")) {
+                        ("ports", Some(_)) => &["containerPort", "protocol"],
+                        ("ports", None) => &["port", "protocol"],
+                        _ => &["name"],
+                    };
+                    names
+                        .iter()
+                        .map(|n| (n.to_string(), item[*n].clone()))
+                        .collect()
+                };
+                Value::Object(
+                    items
+                        .iter()
+                        .map(|item| {
+                            let mut child = set(item, "");
+                            child["."] = json!({});
+                            (format!("k:{}", key(item)), child)
+                        })
+                        .collect(),
+                )
+            }
+            _ => json!({}),
+        }
+    }
+    let mut fields = set(desired, "");
+    let top = fields.as_object_mut().expect("an object");
+    top.remove("f:apiVersion");
+    top.remove("f:kind");
+    if let Some(md) = top.get_mut("f:metadata").and_then(Value::as_object_mut) {
+        md.remove("f:name");
+        md.remove("f:namespace");
+        if md.is_empty() {
+            top.remove("f:metadata");
+        }
+    }
+    fields
 }
 
 /// The applier's comparison: [`gitops_apply::drift_paths`], the drifted field paths.
@@ -163,6 +217,22 @@ fn bench(c: &mut Criterion) {
             .collect();
         assert!(lives.iter().all(|l| !drifted(l, l)));
         assert!(lives.iter().zip(&changed).all(|(l, d)| drifted(l, d)));
+        let payloads = normalise(&objects);
+        let by_name = |p: &Value| {
+            lives
+                .iter()
+                .find(|l| l.metadata.name.as_deref() == p["metadata"]["name"].as_str())
+                .expect("a live object")
+        };
+        let pairs: Vec<(&DynamicObject, &Value)> =
+            payloads.iter().map(|p| (by_name(p), p)).collect();
+        let noop = |pairs: &[(&DynamicObject, &Value)]| {
+            pairs
+                .iter()
+                .filter(|(l, p)| gitops_apply::managed::applied_unchanged(l, p, "gitops"))
+                .count()
+        };
+        assert_eq!(noop(&pairs), n, "every object takes the fast path");
 
         let mut g = c.benchmark_group("apply_normalise");
         g.throughput(Throughput::Elements(n as u64));
@@ -192,6 +262,13 @@ fn bench(c: &mut Criterion) {
                     .filter(|o| drifted(black_box(o), black_box(o)))
                     .count()
             })
+        });
+        g.finish();
+
+        let mut g = c.benchmark_group("apply_noop_check");
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &pairs, |b, p| {
+            b.iter(|| noop(black_box(p)))
         });
         g.finish();
 

@@ -33,7 +33,7 @@
 pub mod discovery;
 pub mod error;
 pub mod health;
-mod managed;
+pub mod managed;
 pub mod order;
 pub mod prune;
 pub mod ssa;

@@ -22,7 +22,11 @@
 //!   desired item leaves out matches the API server's default (`protocol: TCP`, the one key
 //!   field Kubernetes defaults), and the items must keep the live list's order;
 //! - a field we own that the desired object leaves out must be absent from the live object
-//!   (else the apply would remove it).
+//!   (else the apply would remove it);
+//! - of `metadata`, the walk reads labels, annotations, finalizers and ownerReferences (from
+//!   the typed `ObjectMeta`, so the live object is never serialised whole); any other metadata
+//!   field the desired object sets (but `name`, `namespace` and a `null` `creationTimestamp`)
+//!   or we own gives up.
 //!
 //! Why that is safe: applying the desired object sets the fields it names (each already has
 //! that value) and removes the fields we own but no longer send (none is present). So the apply
@@ -52,28 +56,53 @@ const QUANTITY_GROUPS: &[&str] = &["", "apps", "batch", "extensions"];
 
 /// Whether applying `desired` (the payload sent, with apiVersion, kind, metadata.name and,
 /// for namespaced kinds, metadata.namespace) with field manager `manager` would leave `live`
-/// unchanged, judged from `live` and its `managedFields` without asking the server. `false`
-/// means "don't know": the caller dry-runs. See the module documentation.
-pub(crate) fn applied_unchanged(live: &DynamicObject, desired: &Value, manager: &str) -> bool {
+/// unchanged, judged from `live` and its `managedFields` without asking the server, as
+/// [`crate::SsaApplier`] decides before its dry run. `false` means "don't know": dry-run to
+/// find out. See the module documentation for the rules and why they are safe.
+pub fn applied_unchanged(live: &DynamicObject, desired: &Value, manager: &str) -> bool {
     let Some(api_version) = desired.get("apiVersion").and_then(Value::as_str) else {
         return false;
     };
     let Some(Value::Object(owned)) = owned_fields(live, manager, api_version) else {
         return false;
     };
-    let Ok(live) = serde_json::to_value(live) else {
+    let (Value::Object(desired), Value::Object(data)) = (desired, &live.data) else {
         return false;
     };
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
     let walk = Walk {
         quantities: QUANTITY_GROUPS.contains(&group),
     };
-    walk.unchanged(
-        &without_identity(desired.clone()),
-        &live,
-        Some(owned),
-        &mut Vec::new(),
-    )
+    // The top level by hand: `metadata` is read from the typed ObjectMeta (without serialising
+    // its managedFields), everything else from the object's data, without copies.
+    for key in owned.keys().filter(|k| *k != ".") {
+        let Some(name) = key.strip_prefix("f:") else {
+            return false;
+        };
+        if name != "metadata" && !desired.contains_key(name) && data.contains_key(name) {
+            return false;
+        }
+    }
+    let child = |name: &str| match owned.get(&format!("f:{name}")) {
+        None => Some(None),
+        Some(Value::Object(c)) => Some(Some(c)),
+        Some(_) => None,
+    };
+    let Some(owned_meta) = child("metadata") else {
+        return false;
+    };
+    if !metadata_unchanged(&walk, desired.get("metadata"), live, owned_meta) {
+        return false;
+    }
+    desired
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata"))
+        .all(|(name, dv)| {
+            let (Some(lv), Some(owned)) = (data.get(name), child(name)) else {
+                return false;
+            };
+            walk.unchanged(dv, lv, owned, &mut vec![name.clone()])
+        })
 }
 
 /// The `fieldsV1` of `manager`'s `Apply` entry on the main resource (no subresource) at
@@ -101,26 +130,62 @@ fn owned_fields<'a>(
     entry.fields_v1.as_ref().map(|f| &f.0)
 }
 
-/// `object` without `apiVersion`, `kind`, `metadata.name` and `metadata.namespace` (what
-/// managedFields never name and the live object holds by construction), without a `null`
-/// `metadata.creationTimestamp` (as generated manifests carry; the server ignores it), and
-/// without `metadata` when nothing else is left in it.
-fn without_identity(mut object: Value) -> Value {
-    if let Some(m) = object.as_object_mut() {
-        m.remove("apiVersion");
-        m.remove("kind");
-        if let Some(md) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            md.remove("name");
-            md.remove("namespace");
-            if md.get("creationTimestamp").is_some_and(Value::is_null) {
-                md.remove("creationTimestamp");
+/// The walk of `metadata`: the desired metadata without `name`, `namespace` and a `null`
+/// `creationTimestamp` (as generated manifests carry; the server ignores it) against the live
+/// labels, annotations, finalizers and ownerReferences; any other metadata field the desired
+/// object sets or we own gives up.
+fn metadata_unchanged(
+    walk: &Walk,
+    desired: Option<&Value>,
+    live: &DynamicObject,
+    owned: Option<&Map<String, Value>>,
+) -> bool {
+    let empty = Map::new();
+    let desired = match desired {
+        None => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => return false,
+    };
+    let desired: Map<String, Value> = desired
+        .iter()
+        .filter(|(k, v)| match k.as_str() {
+            "name" | "namespace" => false,
+            "creationTimestamp" => !v.is_null(),
+            _ => true,
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let owned_keys = owned
+        .into_iter()
+        .flat_map(|o| o.keys())
+        .filter_map(|k| k.strip_prefix("f:"));
+    let mut view = Map::new();
+    let m = &live.metadata;
+    for key in desired.keys().map(String::as_str).chain(owned_keys) {
+        let value = match key {
+            "labels" => serde_json::to_value(&m.labels),
+            "annotations" => serde_json::to_value(&m.annotations),
+            "finalizers" => serde_json::to_value(&m.finalizers),
+            "ownerReferences" => serde_json::to_value(&m.owner_references),
+            _ => return false,
+        };
+        match value {
+            Ok(Value::Null) => {}
+            Ok(v) => {
+                view.insert(key.to_string(), v);
             }
-            if md.is_empty() {
-                m.remove("metadata");
-            }
+            Err(_) => return false,
         }
     }
-    object
+    if desired.is_empty() && owned.is_none() {
+        return true;
+    }
+    walk.unchanged(
+        &Value::Object(desired),
+        &Value::Object(view),
+        Some(owned.unwrap_or(&empty)),
+        &mut vec!["metadata".to_string()],
+    )
 }
 
 /// The walk of a desired object beside the live one and our owned fields.
@@ -497,6 +562,56 @@ mod tests {
                     json!([entry("kubectl", "Apply", "v1", cm_fields(&["a", "b"]))]),
                 ),
                 applied.clone(),
+                false,
+            ),
+            (
+                "a label of another manager beside ours: skipped",
+                live(
+                    {
+                        let mut l = applied.clone();
+                        l["metadata"]["labels"]["team"] = json!("theirs");
+                        l
+                    },
+                    ours(cm_fields(&["a", "b"])),
+                ),
+                applied.clone(),
+                true,
+            ),
+            (
+                "an annotation we own, removed from Git, still live",
+                live(
+                    {
+                        let mut l = applied.clone();
+                        l["metadata"]["annotations"] = json!({"note": "x"});
+                        l
+                    },
+                    ours({
+                        let mut f = cm_fields(&["a", "b"]);
+                        f["f:metadata"]["f:annotations"] = json!({".": {}, "f:note": {}});
+                        f
+                    }),
+                ),
+                applied.clone(),
+                false,
+            ),
+            (
+                "a null creationTimestamp in the desired object: skipped",
+                live(applied.clone(), ours(cm_fields(&["a", "b"]))),
+                {
+                    let mut d = applied.clone();
+                    d["metadata"]["creationTimestamp"] = Value::Null;
+                    d
+                },
+                true,
+            ),
+            (
+                "a metadata field the walk does not read",
+                live(applied.clone(), ours(cm_fields(&["a", "b"]))),
+                {
+                    let mut d = applied.clone();
+                    d["metadata"]["generateName"] = json!("cm-");
+                    d
+                },
                 false,
             ),
             (
