@@ -16,8 +16,10 @@
 //! - every field the desired object sets must hold the same value in the live object, whether
 //!   we own it or not (a field someone else owns with the same value: the apply would only
 //!   share its ownership, and the dry-run comparison says "unchanged" too); values compare
-//!   exactly, except resource quantities of built-in kinds (`resources.limits`/`requests`,
-//!   `sizeLimit`), which compare by amount (`2000m` is stored as `2`, `1024Mi` as `1Gi`);
+//!   exactly, except resource quantities of built-in kinds (`resources.limits`/`requests` of
+//!   containers, pods and PersistentVolumeClaims, `emptyDir.sizeLimit`), which compare by
+//!   amount within one format, as the server keeps the format and canonicalises the number
+//!   (`2000m` is stored as `2`, `1024Mi` as `1Gi`, but `1073741824` never as `1Gi`);
 //! - list items are matched through our set's `k:{...}` and `v:...` keys; a key field the
 //!   desired item leaves out matches the API server's default (`protocol: TCP`, the one key
 //!   field Kubernetes defaults), and the items must keep the live list's order;
@@ -71,7 +73,9 @@ pub fn applied_unchanged(live: &DynamicObject, desired: &Value, manager: &str) -
     };
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
     let walk = Walk {
-        quantities: QUANTITY_GROUPS.contains(&group),
+        // ControllerRevisions store whatever `data` they are given, pod templates included.
+        quantities: QUANTITY_GROUPS.contains(&group)
+            && desired.get("kind").and_then(Value::as_str) != Some("ControllerRevision"),
     };
     // The top level by hand: `metadata` is read from the typed ObjectMeta (without serialising
     // its managedFields), everything else from the object's data, without copies.
@@ -357,20 +361,45 @@ impl Key {
     }
 }
 
-/// Whether the map keys `path` lead to a resource quantity: `…resources.limits.<name>`,
-/// `…resources.requests.<name>` (containers, PersistentVolumeClaims) or `…sizeLimit`
-/// (`emptyDir`).
+/// Whether the map keys `path` lead to a resource quantity: `resources.limits.<name>` or
+/// `resources.requests.<name>` of a container (`containers`, `initContainers`,
+/// `ephemeralContainers`; list items add no key) or of a pod or PersistentVolumeClaim `spec`,
+/// or `emptyDir.sizeLimit`.
 fn is_quantity_path(path: &[String]) -> bool {
+    const OWNERS: &[&str] = &[
+        "containers",
+        "initContainers",
+        "ephemeralContainers",
+        "spec",
+    ];
     match path {
-        [.., r, kind, _] if r == "resources" && (kind == "limits" || kind == "requests") => true,
-        [.., last] => last == "sizeLimit",
-        [] => false,
+        [.., owner, r, kind, _]
+            if OWNERS.contains(&owner.as_str())
+                && r == "resources"
+                && (kind == "limits" || kind == "requests") =>
+        {
+            true
+        }
+        [.., parent, last] => parent == "emptyDir" && last == "sizeLimit",
+        _ => false,
     }
 }
 
-/// A Kubernetes resource quantity (`500m`, `2`, `1Gi`, `1.5e3`, `100k`) as an exact amount in
-/// nano-units, or `None` when it does not parse or is finer than a nano-unit.
-fn quantity(value: &Value) -> Option<i128> {
+/// How a quantity is written; the API server keeps it when it canonicalises the number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// A binary suffix (`Ki`, `Mi`, ...).
+    Binary,
+    /// An exponent (`1e3`).
+    Exponent,
+    /// A decimal suffix (`m`, `k`, `M`, ...) or none.
+    Decimal,
+}
+
+/// A Kubernetes resource quantity (`500m`, `2`, `1Gi`, `1.5e3`, `100k`): its format and its
+/// exact amount in nano-units, or `None` when it does not parse or is finer than a nano-unit.
+/// Two quantities the server stores alike have the same format and amount.
+fn quantity(value: &Value) -> Option<(Format, i128)> {
     let text = match value {
         Value::String(s) => s.as_str(),
         Value::Number(n) => return quantity(&Value::String(n.to_string())),
@@ -397,6 +426,7 @@ fn quantity(value: &Value) -> Option<i128> {
     let mantissa: i128 = format!("{whole}{fraction}").parse().ok()?;
     let mut exp10 = -i32::try_from(fraction.len()).ok()?;
     let mut factor: i128 = 1;
+    let mut format = Format::Decimal;
     match suffix {
         "" => {}
         "n" => exp10 -= 9,
@@ -408,13 +438,17 @@ fn quantity(value: &Value) -> Option<i128> {
         "T" => exp10 += 12,
         "P" => exp10 += 15,
         "E" => exp10 += 18,
-        "Ki" => factor = 1 << 10,
-        "Mi" => factor = 1 << 20,
-        "Gi" => factor = 1 << 30,
-        "Ti" => factor = 1 << 40,
-        "Pi" => factor = 1 << 50,
-        "Ei" => factor = 1 << 60,
-        e if e.starts_with(['e', 'E']) => exp10 += e[1..].parse::<i32>().ok()?,
+        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => {
+            format = Format::Binary;
+            let power = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
+                .iter()
+                .position(|b| *b == suffix)?;
+            factor = 1 << (10 * (power + 1));
+        }
+        e if e.starts_with(['e', 'E']) => {
+            format = Format::Exponent;
+            exp10 = exp10.checked_add(e[1..].parse::<i32>().ok()?)?;
+        }
         _ => return None,
     }
     // In nano-units: mantissa × factor × 10^(exp10 + 9), exact or None.
@@ -423,13 +457,13 @@ fn quantity(value: &Value) -> Option<i128> {
     if scale >= 0 {
         amount = amount.checked_mul(10i128.checked_pow(u32::try_from(scale).ok()?)?)?;
     } else {
-        let divisor = 10i128.checked_pow(u32::try_from(-scale).ok()?)?;
+        let divisor = 10i128.checked_pow(u32::try_from(scale.checked_neg()?).ok()?)?;
         if amount % divisor != 0 {
             return None;
         }
         amount /= divisor;
     }
-    Some(if negative { -amount } else { amount })
+    Some((format, if negative { -amount } else { amount }))
 }
 
 #[cfg(test)]
@@ -855,12 +889,13 @@ mod tests {
     #[test]
     fn quantities_compare_by_amount() {
         let q = |s: &str| quantity(&json!(s));
+        // Stored alike by the API server: same format, same amount.
         let same = [
             ("2", "2000m"),
             ("1Gi", "1024Mi"),
             ("0.5", "500m"),
             ("1k", "1000"),
-            ("1e3", "1k"),
+            ("1e3", "1000e0"),
             ("1.5Gi", "1536Mi"),
             ("100n", "0.0000001"),
             ("-1", "-1000m"),
@@ -869,19 +904,45 @@ mod tests {
             assert!(q(a).is_some() && q(a) == q(b), "{a} = {b}");
         }
         assert_eq!(quantity(&json!(2)), q("2"));
-        assert_ne!(q("1G"), q("1Gi"));
+        // The same amount in another format is stored differently: not equal.
+        for (a, b) in [
+            ("1Gi", "1073741824"),
+            ("1e3", "1k"),
+            ("1Ki", "1024"),
+            ("1G", "1Gi"),
+        ] {
+            assert_ne!(q(a), q(b), "{a} vs {b}");
+        }
         assert_ne!(q("100m"), q("1"));
-        for bad in ["", "m", "1x", "1.2.3", "1Q", "0.1n", "abc", "1e"] {
+        for bad in [
+            "",
+            "m",
+            "1x",
+            "1.2.3",
+            "1Q",
+            "0.1n",
+            "abc",
+            "1e",
+            "1.5e-2147483648",
+            "1e2147483647",
+        ] {
             assert_eq!(q(bad), None, "{bad}");
         }
-        assert!(is_quantity_path(
-            &["spec", "resources", "requests", "storage"].map(String::from)
-        ));
-        assert!(is_quantity_path(
-            &["emptyDir", "sizeLimit"].map(String::from)
-        ));
-        assert!(!is_quantity_path(
-            &["spec", "limits", "cpu"].map(String::from)
-        ));
+        let path =
+            |p: &[&str]| is_quantity_path(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(path(&["spec", "resources", "requests", "storage"]));
+        assert!(path(&[
+            "spec",
+            "template",
+            "spec",
+            "containers",
+            "resources",
+            "limits",
+            "cpu"
+        ]));
+        assert!(path(&["spec", "volumes", "emptyDir", "sizeLimit"]));
+        assert!(!path(&["spec", "limits", "cpu"]));
+        assert!(!path(&["data", "sizeLimit"]));
+        assert!(!path(&["data", "x", "resources", "limits", "cpu"]));
     }
 }

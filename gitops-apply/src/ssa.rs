@@ -66,7 +66,7 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 /// comparison for objects nobody changed: when the live object exists, is not excluded, not
 /// `ssa: IfNotPresent`, has nothing to take over from kubectl or
 /// `before-first-apply` (unless `ssa: Merge`), the live object holds every value the desired
-/// object sets (resource quantities of built-in kinds by amount, `2000m` = `2`; a left-out
+/// object sets (resource quantities of built-in kinds by amount in one format, `2000m` = `2`; a left-out
 /// `protocol` list key as its default `TCP`), and no field our `Apply` entry in
 /// `managedFields` owns is left out of the desired object but still live, the apply could
 /// change nothing, so the dry run could only say `unchanged`. Anything else (a changed value,
