@@ -123,6 +123,28 @@ impl Tenancy {
         Ok(Tenancy { w, repo })
     }
 
+    /// A second control plane standing for a remote cluster, and its kubeconfig (token and CA
+    /// inline), parsed.
+    async fn remote_cluster(&self) -> Result<(TestEnv, serde_json::Value)> {
+        let remote = TestEnv::builder()
+            .controller_manager(false)
+            .node_simulator(false)
+            .start()
+            .await?;
+        let path = self.w.tmp.path().join("remote.kubeconfig");
+        remote.write_kubeconfig(&path)?;
+        let kubeconfig = serde_yaml_ng::from_str(&std::fs::read_to_string(&path)?)?;
+        Ok((remote, kubeconfig))
+    }
+
+    /// Waits until the Kustomization `name` is Ready.
+    async fn until_ready(&self, name: &str) -> Result<Kustomization> {
+        self.until_ks(name, "Ready", |k| {
+            k.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
+        })
+        .await
+    }
+
     fn kustomizations(&self) -> Api<Kustomization> {
         Api::namespaced(self.w.client(), NS)
     }
@@ -219,11 +241,7 @@ async fn service_account_impersonation_is_decided_by_rbac() -> Result<()> {
         serde_json::json!({"path": "./app", "serviceAccountName": SA}),
     )
     .await?;
-    let ks = t
-        .until_ks("tenant-apps", "Ready", |k| {
-            k.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
-        })
-        .await?;
+    let ks = t.until_ready("tenant-apps").await?;
     assert_eq!(inventory(&ks), ["tenant_old__ConfigMap"]);
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), TENANT);
     let old = configmaps.get("old").await?;
@@ -376,19 +394,12 @@ async fn kube_config_secret_applies_to_the_remote_cluster() -> Result<()> {
         ("remote/b.yaml", &configmap("remote-b", "default")),
     ])
     .await?;
-    let remote = TestEnv::builder()
-        .controller_manager(false)
-        .node_simulator(false)
-        .start()
-        .await?;
-    let kubeconfig_path = t.w.tmp.path().join("remote.kubeconfig");
-    remote.write_kubeconfig(&kubeconfig_path)?;
-    let kubeconfig = std::fs::read_to_string(&kubeconfig_path)?;
-    let token: serde_json::Value = serde_yaml_ng::from_str(&kubeconfig)?;
-    let token = token["users"][0]["user"]["token"]
+    let (remote, kubeconfig) = t.remote_cluster().await?;
+    let token = kubeconfig["users"][0]["user"]["token"]
         .as_str()
         .expect("the test kubeconfig has a token")
         .to_string();
+    let kubeconfig = serde_yaml_ng::to_string(&kubeconfig)?;
     t.w.create::<Secret>(serde_json::json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "remote-kubeconfig", "namespace": NS},
@@ -402,11 +413,7 @@ async fn kube_config_secret_applies_to_the_remote_cluster() -> Result<()> {
                            "kubeConfig": {"secretRef": {"name": "remote-kubeconfig"}}}),
     )
     .await?;
-    let ks = t
-        .until_ks("remote", "Ready", |k| {
-            k.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
-        })
-        .await?;
+    let ks = t.until_ready("remote").await?;
     assert_eq!(
         inventory(&ks),
         ["default_remote-a__ConfigMap", "default_remote-b__ConfigMap"]
@@ -534,15 +541,7 @@ async fn insecure_kubeconfigs_apply_with_flux_opt_ins() -> Result<()> {
         },
     )
     .await?;
-    let remote = TestEnv::builder()
-        .controller_manager(false)
-        .node_simulator(false)
-        .start()
-        .await?;
-    let path = t.w.tmp.path().join("remote.kubeconfig");
-    remote.write_kubeconfig(&path)?;
-    let mut kubeconfig: serde_json::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(&path)?)?;
+    let (remote, mut kubeconfig) = t.remote_cluster().await?;
     // No CA: certificates are not verified. The token comes from a command.
     let cluster = &mut kubeconfig["clusters"][0]["cluster"];
     cluster
@@ -570,11 +569,7 @@ async fn insecure_kubeconfigs_apply_with_flux_opt_ins() -> Result<()> {
                            "kubeConfig": {"secretRef": {"name": "insecure-kubeconfig"}}}),
     )
     .await?;
-    let ks = t
-        .until_ks("remote", "Ready", |k| {
-            k.status.as_ref().is_some_and(|s| is_ready(&s.conditions))
-        })
-        .await?;
+    let ks = t.until_ready("remote").await?;
     assert_eq!(inventory(&ks), ["default_remote-a__ConfigMap"]);
     let remote_cms: Api<ConfigMap> = Api::namespaced(remote.client(), "default");
     assert!(remote_cms.get_opt("remote-a").await?.is_some());

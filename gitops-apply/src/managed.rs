@@ -77,36 +77,21 @@ pub fn applied_unchanged(live: &DynamicObject, desired: &Value, manager: &str) -
         quantities: QUANTITY_GROUPS.contains(&group)
             && desired.get("kind").and_then(Value::as_str) != Some("ControllerRevision"),
     };
-    // The top level by hand: `metadata` is read from the typed ObjectMeta (without serialising
-    // its managedFields), everything else from the object's data, without copies.
-    for key in owned.keys().filter(|k| *k != ".") {
-        let Some(name) = key.strip_prefix("f:") else {
-            return false;
-        };
-        if name != "metadata" && !desired.contains_key(name) && data.contains_key(name) {
-            return false;
-        }
-    }
-    let child = |name: &str| match owned.get(&format!("f:{name}")) {
-        None => Some(None),
-        Some(Value::Object(c)) => Some(Some(c)),
-        Some(_) => None,
+    // `metadata` is read from the typed ObjectMeta (without serialising its managedFields),
+    // everything else from the object's data, without copies.
+    let owned_meta = match owned.get("f:metadata") {
+        None => None,
+        Some(Value::Object(c)) => Some(c),
+        Some(_) => return false,
     };
-    let Some(owned_meta) = child("metadata") else {
-        return false;
-    };
-    if !metadata_unchanged(&walk, desired.get("metadata"), live, owned_meta) {
-        return false;
-    }
-    desired
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata"))
-        .all(|(name, dv)| {
-            let (Some(lv), Some(owned)) = (data.get(name), child(name)) else {
-                return false;
-            };
-            walk.unchanged(dv, lv, owned, &mut vec![name.clone()])
-        })
+    metadata_unchanged(&walk, desired.get("metadata"), live, owned_meta)
+        && walk.fields_unchanged(
+            desired,
+            data,
+            owned,
+            &["apiVersion", "kind", "metadata"],
+            &mut Vec::new(),
+        )
 }
 
 /// The `fieldsV1` of `manager`'s `Apply` entry on the main resource (no subresource) at
@@ -215,35 +200,47 @@ impl Walk {
             return self.equal(desired, live, path);
         };
         match (desired, live) {
-            (Value::Object(d), Value::Object(l)) => {
-                for key in set.keys().filter(|k| *k != ".") {
-                    // Only `f:` keys name map fields; one we own and no longer send must be
-                    // gone already.
-                    let Some(name) = key.strip_prefix("f:") else {
-                        return false;
-                    };
-                    if !d.contains_key(name) && l.contains_key(name) {
-                        return false;
-                    }
-                }
-                d.iter().all(|(name, dv)| {
-                    let Some(lv) = l.get(name) else {
-                        return false;
-                    };
-                    let child = match set.get(&format!("f:{name}")) {
-                        None => None,
-                        Some(Value::Object(c)) => Some(c),
-                        Some(_) => return false,
-                    };
-                    path.push(name.clone());
-                    let same = self.unchanged(dv, lv, child, path);
-                    path.pop();
-                    same
-                })
-            }
+            (Value::Object(d), Value::Object(l)) => self.fields_unchanged(d, l, set, &[], path),
             (Value::Array(d), Value::Array(l)) => self.list_unchanged(d, l, set, path),
             _ => false,
         }
+    }
+
+    /// A map's fields, the fields named in `skip` left out: each desired field must be live and
+    /// unchanged, and a field we own (`f:` keys only) but no longer send must be gone already.
+    fn fields_unchanged(
+        &self,
+        desired: &Map<String, Value>,
+        live: &Map<String, Value>,
+        set: &Map<String, Value>,
+        skip: &[&str],
+        path: &mut Vec<String>,
+    ) -> bool {
+        for key in set.keys().filter(|k| *k != ".") {
+            let Some(name) = key.strip_prefix("f:") else {
+                return false;
+            };
+            if !skip.contains(&name) && !desired.contains_key(name) && live.contains_key(name) {
+                return false;
+            }
+        }
+        desired
+            .iter()
+            .filter(|(name, _)| !skip.contains(&name.as_str()))
+            .all(|(name, dv)| {
+                let Some(lv) = live.get(name) else {
+                    return false;
+                };
+                let child = match set.get(&format!("f:{name}")) {
+                    None => None,
+                    Some(Value::Object(c)) => Some(c),
+                    Some(_) => return false,
+                };
+                path.push(name.clone());
+                let same = self.unchanged(dv, lv, child, path);
+                path.pop();
+                same
+            })
     }
 
     /// An associative or set list: each desired item must match exactly one of our keys and
